@@ -1,0 +1,154 @@
+"""A process-wide cache of chunk files' columns, keyed by (path, size, mtime).
+
+Why: dashboards and ``entropymon`` commands re-read live runs every few seconds; chunk files are
+immutable once renamed into place, so a file whose size and mtime are unchanged need not be read
+again, and re-reading a live run costs only its new files. The cache keeps whichever columns
+were asked for (a dashboard drawing two token columns never loads the others) plus each file's
+step range from the Parquet footer, so a step filter can skip whole files. Files that cannot be
+read (corrupt, truncated, zero bytes, not entropymon's) are warned about once and remembered as
+bad until they change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from entropymon.log.layout import warn_once
+from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN
+
+DEFAULT_MAX_BYTES = 1 << 30
+
+
+class Vanished(Exception):
+    """The file was deleted between listing and reading (a compaction finished meanwhile)."""
+
+
+@dataclass
+class _Entry:
+    version: tuple[int, int]  # (size, mtime_ns)
+    schema: pa.Schema | None = None
+    step_range: tuple[int, int] | None = None
+    columns: dict[str, pa.ChunkedArray] = field(default_factory=dict)
+    bad: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        return sum(column.nbytes for column in self.columns.values())
+
+
+def _step_range(metadata: pq.FileMetaData, schema: pa.Schema) -> tuple[int, int] | None:
+    index = schema.get_field_index(STEP_COLUMN)
+    low = high = None
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        low = stats.min if low is None else min(low, stats.min)
+        high = stats.max if high is None else max(high, stats.max)
+    return None if low is None else (int(low), int(high))
+
+
+class FileTableCache:
+    """Columns of chunk files, read at most once per file version; ``reads`` counts file opens."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.max_bytes = max_bytes
+        self.reads = 0
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._bytes = 0  # sum of the entries' nbytes
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def step_range(self, path: Path) -> tuple[int, int] | None:
+        """(min, max) step of a readable file, None when unknown; raises Vanished."""
+        with self._lock:
+            entry = self._entry(path, [])
+            return None if entry.bad else entry.step_range
+
+    def read(self, path: Path, columns: list[str] | None = None) -> pa.Table | None:
+        """The file's ``columns`` (all when None; keys always; absent ones left out), None when unreadable."""
+        with self._lock:
+            entry = self._entry(path, columns)
+            if entry.bad:
+                return None
+            wanted = _wanted(entry.schema, columns)
+            return pa.table({name: entry.columns[name] for name in wanted})
+
+    def _entry(self, path: Path, columns: list[str] | None) -> _Entry:
+        key = str(path)
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            self._drop(key)
+            raise Vanished(key) from None
+        version = (info.st_size, info.st_mtime_ns)
+        entry = self._entries.get(key)
+        if entry is None or entry.version != version:
+            self._drop(key)
+            entry = _Entry(version)
+            self._entries[key] = entry
+        self._entries.move_to_end(key)
+        if entry.bad:
+            return entry
+        missing = None if entry.schema is None else [n for n in _wanted(entry.schema, columns) if n not in entry.columns]
+        if entry.schema is not None and not missing:
+            return entry
+        self._bytes -= entry.nbytes
+        try:
+            self._load(path, entry, columns)
+        except FileNotFoundError:
+            self._entries.pop(key, None)
+            raise Vanished(key) from None
+        except (OSError, pa.ArrowException, ValueError) as error:
+            entry.bad, entry.columns = True, {}
+            warn_once(path, f"{path}: skipped a corrupt or truncated Parquet file ({error})")
+        self._bytes += entry.nbytes
+        self._evict()
+        return entry
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry.nbytes
+
+    def _load(self, path: Path, entry: _Entry, columns: list[str] | None) -> None:
+        self.reads += 1
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        if entry.schema is None:
+            schema = parquet.schema_arrow
+            if STEP_COLUMN not in schema.names:
+                entry.bad = True
+                warn_once(path, f"{path}: skipped a Parquet file that is not an entropymon log "
+                                f"(expected a {STEP_COLUMN!r} column, found {schema.names[:8]})")
+                return
+            entry.schema = schema
+            entry.step_range = _step_range(parquet.metadata, schema)
+        missing = [n for n in _wanted(entry.schema, columns) if n not in entry.columns]
+        if missing:
+            table = parquet.read(columns=missing)
+            entry.columns.update({name: table.column(name) for name in missing})
+
+    def _evict(self) -> None:
+        while self._bytes > self.max_bytes and len(self._entries) > 1:
+            _, oldest = self._entries.popitem(last=False)
+            self._bytes -= oldest.nbytes
+
+
+def _wanted(schema: pa.Schema, columns: list[str] | None) -> list[str]:
+    if columns is None:
+        return list(schema.names)
+    asked = set(columns) | {STEP_COLUMN, RANK_COLUMN}
+    return [name for name in schema.names if name in asked]
+
+
+TABLE_CACHE = FileTableCache()

@@ -1,0 +1,206 @@
+"""Read runs back: ``read_run(path)`` -> Run with pandas DataFrames, ``list_runs(logdir)``.
+
+Why it is careful: it reads folders a writer is still filling, after crashes and restarts, and
+after compactions. The rules it applies:
+- only renamed chunk files are read (temporaries never), minus those a finished compaction
+  replaced (layout.py); unreadable or foreign files are warned about once and skipped;
+- chunks whose schemas gained columns are merged (missing values are null);
+- a (rank, step) logged by several segments (a restarted process re-did the step) keeps only
+  the newest segment's rows, in every table; within that segment several step rows for one
+  step (metrics logged in separate calls) merge into one, later non-null values winning;
+- file contents are cached by (path, size, mtime) in cache.TABLE_CACHE.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from entropymon.errors import InputError, LogFormatError, RunNotFoundError
+from entropymon.log import meta as run_meta
+from entropymon.log.cache import TABLE_CACHE, Vanished
+from entropymon.log.layout import scan_table
+from entropymon.log.resolve import resolve, tag_segment
+from entropymon.log.schema import RANK_COLUMN, RUN_META_FILE, STEP_COLUMN, TABLES
+
+_LISTING_RETRIES = 5
+
+
+class Run:
+    """One run folder. Tables load on first access and stay cached; ``refresh()`` forgets them.
+
+    ``steps``: one row per (step, rank); ``step_metrics``: one row per step with ranks combined;
+    ``samples`` / ``tokens``: their rows ordered by step then rank; ``meta``: run.json.
+    """
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = path
+        self.meta = meta
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        return self._frame("steps")
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        return self._frame("samples")
+
+    @property
+    def tokens(self) -> pd.DataFrame:
+        return self._frame("tokens")
+
+    @property
+    def step_metrics(self) -> pd.DataFrame:
+        """One row per step, ranks combined exactly (``metrics.stats.combine_ranks``)."""
+        if "step_metrics" not in self._frames:
+            from entropymon.metrics.stats import combine_ranks  # numpy-only module; imported on use
+
+            self._frames["step_metrics"] = combine_ranks(self.steps)
+        return self._frames["step_metrics"]
+
+    @property
+    def is_live(self) -> bool:
+        """True while a writer holds the run: status "running" and a heartbeat in the last 30 s."""
+        try:
+            current = run_meta.read_meta(self.path)
+        except LogFormatError:  # run.json vanished or is unreadable now: judge by what was read
+            current = self.meta
+        return run_meta.is_live(self.path, current)
+
+    @property
+    def files(self) -> list[Path]:
+        """The chunk files the tables are read from (compacted-away files excluded)."""
+        return [path for table in TABLES for _, path in scan_table(self.path / table).active]
+
+    def refresh(self) -> Run:
+        """Forget the loaded tables and re-read run.json; the next access reads only new files."""
+        self.meta = run_meta.read_meta(self.path)
+        self._frames.clear()
+        return self
+
+    def _frame(self, table: str) -> pd.DataFrame:
+        if table not in self._frames:
+            self._frames[table] = read_table(self.path, table)
+        return self._frames[table]
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+
+def _run_folder(path) -> Path:
+    run_path = Path(path)
+    if not run_path.is_dir():
+        raise RunNotFoundError(f"path: expected an entropymon run folder, {run_path} does not exist"
+                               if not run_path.exists() else f"path: expected a run folder, {run_path} is a file")
+    return run_path
+
+
+def read_run(path) -> Run:
+    """The run at ``path``: RunNotFoundError when the folder is missing, LogFormatError when run.json is."""
+    run_path = _run_folder(path)
+    return Run(run_path, run_meta.read_meta(run_path))
+
+
+def list_runs(logdir) -> list[Path]:
+    """Every folder under ``logdir`` (itself included) holding a run.json, sorted."""
+    root = Path(logdir)
+    if not root.is_dir():
+        raise RunNotFoundError(f"logdir: expected a folder of runs, {root} does not exist or is not a folder")
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        if RUN_META_FILE in files:
+            found.append(Path(folder))
+            subfolders[:] = [name for name in subfolders if name not in TABLES]
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+    return sorted(found)
+
+
+def read_table(path, table: str, columns: Iterable[str] | None = None, steps=None) -> pd.DataFrame:
+    """One table of a run as a DataFrame, reading only what is asked for.
+
+    ``columns``: the columns wanted (``step`` and ``rank`` always come along; names no file has
+    are left out). ``steps``: an int, a ``range`` or an iterable of steps; only the footers of
+    files whose step range misses it are read.
+    """
+    if table not in TABLES:
+        raise InputError(f"table: expected one of {TABLES}, got {table!r}")
+    run_path = _run_folder(path)
+    columns = None if columns is None else [str(name) for name in ([columns] if isinstance(columns, str) else columns)]
+    wanted = _StepFilter.of(steps)
+    pieces = read_pieces(run_path / table, columns, wanted)
+    data = resolve(pieces, merge_step_rows=(table == "steps"))
+    if data is None:
+        return _empty_frame()
+    return data.to_pandas() if isinstance(data, pa.Table) else data
+
+
+class _StepFilter:
+    """Which steps to keep: a closed range [low, high] plus, unless contiguous, a set of members."""
+
+    def __init__(self, low: int, high: int, members: np.ndarray | None):
+        self.low, self.high, self.members = low, high, members
+
+    @classmethod
+    def of(cls, steps) -> _StepFilter | None:
+        if steps is None:
+            return None
+        if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
+            return cls(int(steps), int(steps), None)
+        if isinstance(steps, range) and steps.step == 1:
+            return cls(steps.start, steps.stop - 1, None)
+        try:
+            members = np.unique(np.asarray(list(steps), dtype=np.int64))
+        except (TypeError, ValueError):
+            raise InputError(f"steps: expected an int, a range or an iterable of ints, got {steps!r}") from None
+        if members.size == 0:
+            return cls(0, -1, members)
+        return cls(int(members[0]), int(members[-1]), members)
+
+    def overlaps(self, step_range: tuple[int, int] | None) -> bool:
+        return step_range is None or (step_range[0] <= self.high and step_range[1] >= self.low)
+
+    def mask(self, step: pa.ChunkedArray) -> pa.ChunkedArray:
+        if self.members is not None:
+            return pc.is_in(step, value_set=pa.array(self.members))
+        return pc.and_(pc.greater_equal(step, self.low), pc.less_equal(step, self.high))
+
+
+def read_pieces(folder: Path, columns: list[str] | None = None, steps: _StepFilter | None = None,
+                rank: int | None = None) -> list[pa.Table]:
+    """The readable active chunks of ``folder`` (of one ``rank`` when given), segment-tagged, oldest first."""
+    for _ in range(_LISTING_RETRIES):
+        pieces, skipped = [], None
+        try:
+            for chunk, path in scan_table(folder).active:
+                if rank is not None and chunk.rank != rank:
+                    continue
+                if steps is not None and not steps.overlaps(TABLE_CACHE.step_range(path)):
+                    skipped = skipped or path
+                    continue
+                data = TABLE_CACHE.read(path, columns)
+                if data is None:
+                    continue
+                if steps is not None:
+                    data = data.filter(steps.mask(data.column(STEP_COLUMN)))
+                pieces.append(tag_segment(data, chunk.segment))
+            if not pieces and skipped is not None:  # no row matched: keep the columns all the same
+                pieces.append(tag_segment(TABLE_CACHE.read(skipped, columns).slice(0, 0), 0))
+        except Vanished:
+            continue  # a compaction replaced files while we read: list the folder again
+        return pieces
+    return pieces
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({STEP_COLUMN: pd.Series(dtype="int64"), RANK_COLUMN: pd.Series(dtype="int32")})

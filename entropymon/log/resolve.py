@@ -1,0 +1,96 @@
+"""Which rows of a table's chunks are the run's rows: the newest segment wins, step rows merge.
+
+Why a module of its own: the reader and the compactor must apply exactly the same rules, or a
+compaction would change what a run reads as. The rules:
+- a (rank, step) found in several segments (a restarted process re-did the step) keeps only the
+  rows of its newest segment, in every table;
+- in the steps table, several rows of one (rank, step) in that segment (metrics logged in
+  separate calls) merge into one row, later non-null values winning;
+- rows come out ordered by step, then rank, then the order they were written.
+Work stays in Arrow where it can (types survive exactly, which compaction needs); only the small
+steps table goes through pandas for merging.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN
+
+SEGMENT_COLUMN = "__segment"  # provenance of each row while resolving; never returned
+_KEYS = [RANK_COLUMN, STEP_COLUMN]
+
+
+def tag_segment(table: pa.Table, segment: int) -> pa.Table:
+    return table.append_column(SEGMENT_COLUMN, pa.array(np.full(table.num_rows, segment, dtype=np.int64)))
+
+
+def _concat(pieces: list[pa.Table]) -> pa.Table | pd.DataFrame:
+    try:
+        return pa.concat_tables(pieces, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # a column changed type in a way Arrow will not promote (e.g. number -> text): pandas holds both
+        return pd.concat([piece.to_pandas() for piece in pieces], ignore_index=True)
+
+
+def _keys(data: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    if isinstance(data, pa.Table):
+        return pd.DataFrame({name: data.column(name).to_numpy() for name in (*_KEYS, SEGMENT_COLUMN)})
+    return data[[*_KEYS, SEGMENT_COLUMN]].reset_index(drop=True)
+
+
+def _select(data, rows: np.ndarray):
+    return data.take(pa.array(rows)) if isinstance(data, pa.Table) else data.iloc[rows].reset_index(drop=True)
+
+
+def _merge_step_rows(data: pa.Table | pd.DataFrame) -> pa.Table | pd.DataFrame:
+    frame = data.to_pandas() if isinstance(data, pa.Table) else data
+    order = list(frame.columns)
+    merged = frame.groupby(_KEYS, sort=False, as_index=False, dropna=False).last()[order]
+    if isinstance(data, pd.DataFrame):
+        return merged
+    try:
+        return pa.Table.from_pandas(merged, schema=data.schema, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return merged
+
+
+def resolve(pieces: list[pa.Table], *, merge_step_rows: bool) -> pa.Table | pd.DataFrame | None:
+    """The run's rows from segment-tagged pieces (oldest first), without the segment column.
+
+    Returns an Arrow table, or a DataFrame when column types clash across chunks; None when
+    there are no pieces.
+    """
+    if not pieces:
+        return None
+    data = _concat(pieces)
+    keys = _keys(data)
+    keep = np.ones(len(keys), dtype=bool)
+    if keys[SEGMENT_COLUMN].nunique() > 1:
+        newest = keys.groupby(_KEYS, sort=False)[SEGMENT_COLUMN].transform("max")
+        keep = (keys[SEGMENT_COLUMN] == newest).to_numpy()
+    kept = np.flatnonzero(keep)
+    order = kept[_step_rank_order(keys[STEP_COLUMN].to_numpy()[kept], keys[RANK_COLUMN].to_numpy()[kept])]
+    if len(order) != len(keys) or np.any(order != np.arange(len(keys))):
+        data = _select(data, order)
+    data = data.drop_columns([SEGMENT_COLUMN]) if isinstance(data, pa.Table) else data.drop(columns=SEGMENT_COLUMN)
+    if merge_step_rows and _keys_duplicated(data):
+        data = _merge_step_rows(data)
+    return data
+
+
+def _step_rank_order(step: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Stable order by (step, rank); a linear check skips the sort when rows are in order already."""
+    if len(step) < 2 or np.all((step[1:] > step[:-1]) | ((step[1:] == step[:-1]) & (rank[1:] >= rank[:-1]))):
+        return np.arange(len(step))
+    return np.lexsort((rank, step))
+
+
+def _keys_duplicated(data: pa.Table | pd.DataFrame) -> bool:
+    if isinstance(data, pa.Table):
+        frame = pd.DataFrame({name: data.column(name).to_numpy() for name in _KEYS})
+    else:
+        frame = data[_KEYS]
+    return bool(frame.duplicated().any())

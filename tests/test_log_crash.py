@@ -1,0 +1,134 @@
+"""Crash safety of RunLog with real processes: SIGKILL at random moments, SIGTERM, interpreter exit."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from entropymon.log.reader import read_run
+import log_child  # tests/ is on sys.path under pytest's default import mode
+
+CHILD = Path(__file__).with_name("log_child.py")
+ROOT = CHILD.parent.parent
+KILL_TRIALS = 24
+STEPS_PER_TRIAL_RANGE = 100_000  # trial t logs steps from t * this, so trials never overlap
+
+
+def start_child(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(CHILD), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def segment_number(path: Path) -> int:
+    return int(path.name.split("seg-")[1].split(".")[0])
+
+
+def assert_rows_match_child(run, steps: set[int]) -> None:
+    """The run holds exactly the child's values for ``steps`` (independently recomputed)."""
+    frame = run.steps.set_index("step")
+    for step in steps:
+        expected = log_child.step_metrics(step)
+        assert frame.loc[step, "entropy_mean"] == expected["entropy_mean"]
+        assert frame.loc[step, "reward_mean"] == expected["reward_mean"]
+    samples = run.samples[run.samples["step"].isin(steps)]
+    assert len(samples) == log_child.SAMPLES_PER_STEP * len(steps)
+    np.testing.assert_array_equal(samples["reward"].to_numpy(), samples["step"].to_numpy() * 0.5)
+    tokens = run.tokens[run.tokens["step"].isin(steps)]
+    assert len(tokens) == log_child.TOKENS_PER_STEP * len(steps)
+
+
+def test_sigkill_at_random_moments_loses_no_flushed_step_and_duplicates_none(tmp_path):
+    rng = random.Random(1234)
+    reported: set[int] = set()
+    started = time.monotonic()
+    for trial in range(KILL_TRIALS):
+        child = start_child("write", str(tmp_path), "killed", str(trial * STEPS_PER_TRIAL_RANGE), "0")
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        time.sleep(rng.uniform(0.0, 0.4))
+        child.send_signal(signal.SIGKILL)
+        out, _ = child.communicate(timeout=30)
+        assert child.returncode == -signal.SIGKILL
+        reported.update(int(line) for line in out.split())
+    assert time.monotonic() - started < 60
+    assert len(reported) > KILL_TRIALS  # the children did flush before dying
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a partial or corrupt file would be warned about
+        run = read_run(tmp_path / "killed")
+        steps = run.steps
+        samples = run.samples
+    assert not steps.duplicated(["rank", "step"]).any()
+    assert not samples.duplicated(["step", "sample_id"]).any()
+    assert reported <= set(steps["step"])
+    assert_rows_match_child(run, reported)
+    # each child wrote a new segment; only the last child's temporary may remain (the next
+    # writer start would clean it): earlier ones were cleaned when the next child started
+    leftovers = [p for table in ("steps", "samples", "tokens") for p in (run.path / table).glob(".*.tmp")]
+    newest = max(segment_number(p) for p in [*run.files, *leftovers])
+    assert newest <= KILL_TRIALS - 1
+    assert all(segment_number(p) == newest for p in leftovers), leftovers
+
+
+def test_sigterm_flushes_then_calls_the_previous_handler(tmp_path):
+    child = start_child("sigterm-chained", str(tmp_path), "term")
+    assert child.stdout.readline().strip() == "ready", child.stderr.read()
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=30)
+    assert f"previous handler called with {int(signal.SIGTERM)}" in out, err
+    assert child.returncode == 3  # the previous handler's sys.exit(3)
+    run = read_run(tmp_path / "term")
+    expected = set(range(log_child.STEPS_BEFORE_SIGNAL))
+    assert set(run.steps["step"]) == expected
+    assert_rows_match_child(run, expected)
+
+
+def test_sigterm_with_default_disposition_flushes_and_still_ends_by_the_signal(tmp_path):
+    child = start_child("sigterm-default", str(tmp_path), "term")
+    assert child.stdout.readline().strip() == "ready", child.stderr.read()
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGTERM, err
+    assert "no signal came" not in out
+    run = read_run(tmp_path / "term")
+    assert set(run.steps["step"]) == set(range(log_child.STEPS_BEFORE_SIGNAL))
+    assert json.loads((tmp_path / "term" / "run.json").read_text())["status"] == "terminated"
+    assert not run.is_live
+
+
+def test_interpreter_exit_without_close_flushes_and_closes_the_run(tmp_path):
+    child = start_child("atexit", str(tmp_path), "exit")
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    run = read_run(tmp_path / "exit")
+    expected = set(range(log_child.STEPS_BEFORE_SIGNAL))
+    assert set(run.steps["step"]) == expected
+    assert_rows_match_child(run, expected)
+    assert run.meta["status"] == "closed"
+
+
+@pytest.mark.parametrize("mode", ["sigterm-chained", "sigterm-default"])
+def test_a_killed_idle_child_wrote_nothing_so_the_sigterm_rows_came_from_the_handler(tmp_path, mode):
+    child = start_child(mode, str(tmp_path), "idle")
+    assert child.stdout.readline().strip() == "ready"
+    child.kill()
+    child.communicate(timeout=30)
+    assert not list((tmp_path / "idle" / "steps").glob("*.parquet"))
+
+
+def test_a_forked_child_exiting_leaves_the_parents_log_open_and_working(tmp_path):
+    child = start_child("fork", str(tmp_path), "forked")
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert "status after the child exited: running" in out
+    run = read_run(tmp_path / "forked")
+    assert run.meta["status"] == "closed"
+    assert_rows_match_child(run, {0, 1})

@@ -1,0 +1,319 @@
+"""read_run / list_runs / read_table: exact read-back, merging rules, bad files, caching, live runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import log_child  # tests/ is on sys.path under pytest's default import mode
+from entropymon.errors import InputError, LogFormatError, RunNotFoundError
+from entropymon.log.cache import TABLE_CACHE
+from entropymon.log.reader import list_runs, read_run, read_table
+from entropymon.log.writer import RunLog
+
+CHILD = Path(__file__).with_name("log_child.py")
+
+
+def write_run(logdir: Path, run: str = "r", steps=range(4), **kwargs) -> Path:
+    with RunLog(logdir, run, **kwargs) as log:
+        for step in steps:
+            log.log_step(step, log_child.step_metrics(step))
+            log.log_samples(step, log_child.sample_rows(step))
+            log.log_tokens(step, log_child.token_rows(step))
+    return logdir / run
+
+
+def expected_frames(steps) -> dict[str, pd.DataFrame]:
+    """The tables a run written by ``write_run`` must read as, built without the log package."""
+    steps = list(steps)
+    step_rows = pd.DataFrame([{"step": s, "rank": 0, **log_child.step_metrics(s)} for s in steps])
+    samples = pd.concat([pd.DataFrame({"step": s, "rank": 0, **log_child.sample_rows(s)}) for s in steps])
+    tokens = pd.concat([pd.DataFrame({"step": s, "rank": 0, **log_child.token_rows(s)}) for s in steps])
+    return {"steps": step_rows, "samples": samples.reset_index(drop=True), "tokens": tokens.reset_index(drop=True)}
+
+
+def assert_same_values(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(actual[list(expected.columns)], expected, check_dtype=False)
+
+
+# -- finding runs ---------------------------------------------------------------------------------
+def test_a_missing_run_folder_raises_run_not_found(tmp_path):
+    with pytest.raises(RunNotFoundError, match="does not exist"):
+        read_run(tmp_path / "nope")
+    with pytest.raises(RunNotFoundError):
+        list_runs(tmp_path / "nope")
+
+
+def test_a_missing_or_corrupt_run_json_raises_log_format_error_naming_the_file(tmp_path):
+    (tmp_path / "r").mkdir()
+    with pytest.raises(LogFormatError, match=str(tmp_path / "r" / "run.json")):
+        read_run(tmp_path / "r")
+    (tmp_path / "r" / "run.json").write_text('{"schema_version": 1, "run": ')
+    with pytest.raises(LogFormatError, match="corrupt"):
+        read_run(tmp_path / "r")
+
+
+def test_list_runs_finds_nested_runs_sorted(tmp_path):
+    for run in ["b", "a/x", "a/y", "z/deep/er"]:
+        parent, name = (tmp_path / run).parent, (tmp_path / run).name
+        RunLog(parent, name).close()
+    (tmp_path / "not_a_run").mkdir()
+    expected = sorted(tmp_path / run for run in ["b", "a/x", "a/y", "z/deep/er"])
+    assert list_runs(tmp_path) == expected
+    assert list_runs(tmp_path / "b") == [tmp_path / "b"]
+
+
+# -- reading back ---------------------------------------------------------------------------------
+def test_every_table_reads_back_exactly_what_was_logged(tmp_path):
+    run = read_run(write_run(tmp_path, steps=range(6)))
+    expected = expected_frames(range(6))
+    for table in ("steps", "samples", "tokens"):
+        assert_same_values(getattr(run, table), expected[table])
+    assert run.name == "r" and run.meta["status"] == "closed"
+    assert run.tokens["entropy"].dtype == np.float32
+
+
+def test_an_empty_run_has_empty_tables_with_key_columns(tmp_path):
+    RunLog(tmp_path, "r").close()
+    run = read_run(tmp_path / "r")
+    for frame in (run.steps, run.samples, run.tokens):
+        assert frame.empty and list(frame.columns) == ["step", "rank"]
+
+
+def test_chunks_that_gained_columns_or_widened_types_merge_with_nulls(tmp_path):
+    with RunLog(tmp_path, "r", flush_interval_s=3600) as log:
+        log.log_step(0, {"a": 1.0})
+        log.log_tokens(0, {"entropy": np.array([0.5], dtype=np.float32), "token_id": np.array([7], dtype=np.int32)})
+        log.flush()
+        log.log_step(1, {"a": 2.0, "b": 3.0})
+        log.log_tokens(1, {"entropy": np.array([0.25]), "token_id": np.array([8]), "token_text": ["x"]})
+    run = read_run(tmp_path / "r")
+    np.testing.assert_array_equal(run.steps["b"], [np.nan, 3.0])
+    assert run.tokens["entropy"].tolist() == [0.5, 0.25] and run.tokens["entropy"].dtype == np.float64
+    assert run.tokens["token_id"].tolist() == [7, 8] and run.tokens["token_id"].dtype == np.int64
+    assert run.tokens["token_text"].isna().tolist() == [True, False]
+
+
+def test_a_column_whose_type_changed_between_chunks_still_reads(tmp_path):
+    with RunLog(tmp_path, "r", flush_interval_s=3600) as log:
+        log.log_samples(0, {"answer": [42]})
+        log.flush()
+        log.log_samples(1, {"answer": ["forty-two"]})
+    assert read_run(tmp_path / "r").samples["answer"].tolist() == [42, "forty-two"]
+
+
+def test_a_step_relogged_by_a_restarted_writer_keeps_only_the_newest_rows(tmp_path):
+    write_run(tmp_path, steps=range(5))
+    with RunLog(tmp_path, "r") as log:  # resumed from a checkpoint at step 3
+        for step in (3, 4, 5):
+            log.log_step(step, {"entropy_mean": -1.0})
+            log.log_samples(step, {"sample_id": [0], "reward": [-1.0]})
+    run = read_run(tmp_path / "r")
+    assert run.steps["step"].tolist() == [0, 1, 2, 3, 4, 5]
+    assert run.steps["entropy_mean"].tolist()[3:] == [-1.0, -1.0, -1.0]
+    assert run.steps["reward_mean"].isna().tolist() == [False, False, False, True, True, True]
+    old = expected_frames(range(3))["samples"]
+    assert_same_values(run.samples[run.samples["step"] < 3].reset_index(drop=True), old)
+    assert run.samples[run.samples["step"] >= 3]["reward"].tolist() == [-1.0, -1.0, -1.0]
+    # each table decides on its own: the restart logged no tokens, so the first run's stay
+    assert_same_values(run.tokens, expected_frames(range(5))["tokens"])
+
+
+def test_metrics_of_one_step_logged_in_separate_calls_merge_into_one_row(tmp_path):
+    with RunLog(tmp_path, "r", flush_interval_s=3600) as log:
+        log.log_step(0, {"entropy_mean": 0.5, "reward_mean": 0.1})
+        log.flush()
+        log.log_step(0, {"eval_accuracy": 0.7})
+        log.log_step(0, {"reward_mean": 0.2})
+    steps = read_run(tmp_path / "r").steps
+    assert len(steps) == 1
+    assert (steps.loc[0, "entropy_mean"], steps.loc[0, "reward_mean"], steps.loc[0, "eval_accuracy"]) == (0.5, 0.2, 0.7)
+
+
+# one call: (step, {metric: value}); one segment: the calls of one writer process
+_calls = st.lists(st.tuples(st.integers(0, 4), st.dictionaries(st.sampled_from("abc"),
+                                                               st.floats(-1e6, 1e6, allow_nan=False))),
+                  min_size=1, max_size=6)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(segments=st.lists(st.tuples(_calls, st.booleans()), min_size=1, max_size=3))
+def test_steps_read_as_newest_segment_then_later_non_null_values_win(segments):
+    expected: dict[int, dict] = {}
+    for calls, _ in segments:
+        in_segment: dict[int, dict] = {}
+        for step, metrics in calls:
+            in_segment.setdefault(step, {}).update(metrics)
+        expected.update(in_segment)  # a step this segment logged replaces the older segment's row
+    with tempfile.TemporaryDirectory() as logdir:
+        for calls, flush_each in segments:
+            with RunLog(logdir, "r", flush_interval_s=3600) as log:
+                for step, metrics in calls:
+                    log.log_step(step, metrics)
+                    if flush_each:
+                        log.flush()
+        steps = read_run(Path(logdir) / "r").steps.set_index("step")
+    assert sorted(steps.index) == sorted(expected)
+    for step, metrics in expected.items():
+        for name in "abc":
+            value = steps.loc[step, name] if name in steps else np.nan
+            assert (value == metrics[name]) if name in metrics else np.isnan(value)
+
+
+# -- bad files ------------------------------------------------------------------------------------
+def _valid_bytes(tmp_path: Path) -> bytes:
+    write_run(tmp_path, "donor", steps=[99])
+    return next((tmp_path / "donor" / "steps").glob("*.parquet")).read_bytes()
+
+
+def _bad_file(kind: str, tmp_path: Path) -> bytes:
+    good = _valid_bytes(tmp_path)
+    if kind == "zero-byte":
+        return b""
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    if kind == "garbage":
+        return os.urandom(500)
+    if kind == "flipped-page":
+        data = bytearray(good)
+        for offset in range(8, 40):  # inside the first data page, after the 'PAR1' magic
+            data[offset] ^= 0xFF
+        return bytes(data)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"loss": [0.1, 0.2]}), sink)  # a Parquet file without entropymon's columns
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("kind", ["zero-byte", "truncated", "garbage", "flipped-page", "foreign"])
+def test_a_bad_chunk_is_warned_about_once_and_skipped(tmp_path, kind):
+    run_path = write_run(tmp_path, steps=range(3))
+    (run_path / "steps" / "rank-0.seg-7.chunk-0.parquet").write_bytes(_bad_file(kind, tmp_path))
+    with pytest.warns(UserWarning, match="rank-0.seg-7.chunk-0.parquet: skipped") as caught:
+        steps = read_run(run_path).steps
+    assert len([w for w in caught if "seg-7" in str(w.message)]) == 1
+    assert_same_values(steps, expected_frames(range(3))["steps"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same_values(read_run(run_path).steps, expected_frames(range(3))["steps"])
+
+
+def test_a_parquet_file_with_a_foreign_name_is_warned_about_and_skipped(tmp_path):
+    run_path = write_run(tmp_path, steps=range(2))
+    (run_path / "steps" / "export.parquet").write_bytes(_valid_bytes(tmp_path))
+    (run_path / "steps" / "notes.txt").write_text("ignored quietly")
+    with pytest.warns(UserWarning, match="export.parquet: skipped"):
+        steps = read_run(run_path).steps
+    assert steps["step"].tolist() == [0, 1]
+
+
+def test_temporaries_are_never_read(tmp_path):
+    run_path = write_run(tmp_path, steps=range(2))
+    (run_path / "steps" / ".rank-0.seg-5.chunk-0.parquet.tmp").write_bytes(_valid_bytes(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_run(run_path).steps["step"].tolist() == [0, 1]
+
+
+# -- caching and partial reads ---------------------------------------------------------------------
+def test_a_second_read_of_an_unchanged_run_opens_no_file_and_new_chunks_cost_one_read_each(tmp_path):
+    run_path = write_run(tmp_path, steps=range(3))
+    first = read_run(run_path)
+    before = TABLE_CACHE.reads
+    frames = (first.steps, first.samples, first.tokens)
+    assert TABLE_CACHE.reads - before == 3  # one chunk per table
+    before = TABLE_CACHE.reads
+    again = read_run(run_path)
+    pd.testing.assert_frame_equal(again.steps, frames[0])
+    pd.testing.assert_frame_equal(again.tokens, frames[2])
+    assert TABLE_CACHE.reads == before
+    with RunLog(tmp_path, "r") as log:
+        log.log_step(3, log_child.step_metrics(3))
+    before = TABLE_CACHE.reads
+    assert first.refresh().steps["step"].tolist() == [0, 1, 2, 3]
+    assert TABLE_CACHE.reads - before == 1
+
+
+def test_read_table_returns_only_the_asked_columns_and_steps(tmp_path):
+    run_path = tmp_path / "r"
+    with RunLog(tmp_path, "r", flush_interval_s=3600) as log:
+        for step in range(10):
+            log.log_tokens(step, log_child.token_rows(step))
+            if step % 3 == 2:
+                log.flush()  # several chunks with different step ranges
+    everything = read_run(run_path).tokens
+    for steps, members in [(4, [4]), (range(2, 6), [2, 3, 4, 5]), ([9, 0, 9], [0, 9]), ([], [])]:
+        part = read_table(run_path, "tokens", columns=["entropy"], steps=steps)
+        assert list(part.columns) == ["step", "rank", "entropy"]
+        expected = everything[everything["step"].isin(members)][["step", "rank", "entropy"]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, expected, check_dtype=False)
+    assert list(read_table(run_path, "tokens", columns="position").columns) == ["step", "rank", "position"]
+    with pytest.raises(InputError, match="table: expected one of"):
+        read_table(run_path, "metrics")
+    with pytest.raises(InputError, match="steps: expected"):
+        read_table(run_path, "tokens", steps=["x"])
+
+
+# -- live runs ------------------------------------------------------------------------------------
+def test_is_live_follows_the_status_and_the_heartbeat(tmp_path):
+    log = RunLog(tmp_path, "r")
+    run = read_run(tmp_path / "r")
+    assert run.is_live
+    beat = tmp_path / "r" / "rank-0.heartbeat"
+    os.utime(beat, (time.time() - 120, time.time() - 120))
+    assert not run.is_live  # a writer that stopped beating is dead or hung
+    os.utime(beat)
+    assert run.is_live
+    log.close()
+    assert not run.is_live
+
+
+def test_the_reader_polling_a_writing_process_sees_growing_whole_steps_and_no_errors(tmp_path):
+    child = subprocess.Popen([sys.executable, str(CHILD), "write", str(tmp_path), "live", "0", "150"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    seen: set[int] = set()
+    polls = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        while True:
+            finished = child.poll() is not None
+            run = read_run(tmp_path / "live")
+            steps = set(run.steps["step"])
+            assert steps >= seen
+            counts = run.samples.groupby("step").size()
+            assert (counts == log_child.SAMPLES_PER_STEP).all()  # never a partial chunk
+            seen, polls = steps, polls + 1
+            if finished:
+                break
+    assert child.returncode == 0, child.stderr.read()
+    assert seen == set(range(150)) and polls > 3
+
+
+def test_step_metrics_of_a_single_rank_run_are_its_steps(tmp_path):
+    stats = pytest.importorskip("entropymon.metrics.stats")
+    if not hasattr(stats, "combine_ranks"):
+        pytest.skip("entropymon.metrics.stats.combine_ranks is not there yet")
+    run = read_run(write_run(tmp_path, steps=range(4)))
+    combined = run.step_metrics
+    assert combined["step"].tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(combined["entropy_mean"], [s / 7.0 for s in range(4)])
+
+
+def test_files_lists_the_chunks_of_every_table(tmp_path):
+    run = read_run(write_run(tmp_path, steps=range(2)))
+    assert sorted(p.parent.name for p in run.files) == ["samples", "steps", "tokens"]
+    assert json.loads((run.path / "run.json").read_text())["run"] == "r"
