@@ -1,0 +1,1 @@
+"""The static HTML report (``write_report``) and its pure plotly figure builders (``figures``)."""

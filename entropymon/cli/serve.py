@@ -1,0 +1,100 @@
+"""``entropymon demo`` and ``entropymon dashboard``: the commands that start something and keep running.
+
+Why here: both import heavy things (torch and TRL for the demo, Dash for the dashboard) only
+inside the command, so the rest of the CLI stays light. The dashboard's default logdir is
+``./runs`` when it exists, else the sample runs that ship with entropymon: in a checkout they
+sit at the repository root (``sample_logs/`` next to the package), in an installed package
+inside it (``entropymon/sample_logs``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from entropymon.cli import output
+
+DEFAULT_LOGDIR = Path("runs")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8050
+SAMPLE_LOGS = "sample_logs"
+
+
+def sample_logs_dir() -> Path | None:
+    """The bundled sample runs: in the installed package, else at the checkout's root; None if neither."""
+    package = Path(__file__).resolve().parents[1]  # entropymon/
+    for candidate in (package / SAMPLE_LOGS, package.parent / SAMPLE_LOGS):
+        if candidate.is_dir() and any(candidate.rglob("run.json")):
+            return candidate
+    return None
+
+
+def default_logdir(cwd: Path | None = None) -> Path:
+    """``./runs`` when present, else the bundled sample runs."""
+    local = (cwd or Path.cwd()) / DEFAULT_LOGDIR
+    if local.is_dir():
+        return local
+    samples = sample_logs_dir()
+    if samples is None:
+        from entropymon.errors import RunNotFoundError
+
+        raise RunNotFoundError(
+            "--logdir: found no ./runs folder and no bundled sample_logs; pass --logdir DIR "
+            "or run `entropymon demo` to make a run"
+        )
+    return samples
+
+
+def dashboard(
+    logdir: Annotated[Optional[Path], typer.Option(
+        help="Folder of runs (default: ./runs if present, else the bundled sample runs).", show_default=False)] = None,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = DEFAULT_PORT,
+) -> None:
+    """Serve the live Dash dashboard over a folder of runs.
+
+    It follows runs while they grow. Without --logdir: ./runs when present, else the sample runs
+    that ship with entropymon.
+    """
+    from entropymon.errors import RunNotFoundError
+
+    folder = logdir if logdir is not None else default_logdir()
+    if not folder.is_dir():
+        raise RunNotFoundError(f"--logdir: expected a folder of runs, {folder} does not exist")
+    try:
+        from entropymon_dashboard import serve
+    except ImportError as error:
+        raise RunNotFoundError(
+            f"the dashboard needs its extra: pip install 'entropymon[dashboard]' ({error})"
+        ) from None
+    output.stderr.print(f"serving {folder} at http://{host}:{port} (Ctrl+C stops)", markup=False)
+    serve(str(folder), host=host, port=port)
+
+
+def demo(
+    steps: Annotated[int, typer.Option(help="GRPO steps to train.", min=1)] = 200,
+    logdir: Annotated[Path, typer.Option(help="Folder the run is written to.")] = DEFAULT_LOGDIR,
+    run: Annotated[Optional[str], typer.Option(help="Run name (default: date-time-host).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    show_dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard",
+                                                 help="Serve the live dashboard while training.")] = True,
+    host: Annotated[str, typer.Option(help="Dashboard address.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Dashboard port.", min=1, max=65535)] = DEFAULT_PORT,
+) -> None:
+    """Train a tiny model with TRL's GRPO on the CPU, monitored live.
+
+    Warm-starts a tiny language model on two-digit addition, then trains it with TRL's
+    GRPOTrainer with entropymon attached, while the dashboard shows the run. Needs the torch and
+    trl extras.
+    """
+    try:
+        from entropymon.demo import run_demo
+    except ImportError as error:
+        from entropymon.errors import IntegrationError
+
+        raise IntegrationError(f"the demo needs torch and TRL: pip install 'entropymon[trl]' ({error})") from None
+    result = run_demo(steps=steps, logdir=str(logdir), run=run, seed=seed, dashboard=show_dashboard, host=host, port=port)
+    if result is not None:
+        output.stdout.print(f"demo run written to {result}", markup=False)
