@@ -1,0 +1,199 @@
+"""Benchmark: how long each dashboard callback takes on a large run, against naive baselines.
+
+Why: the dashboard polls while a run is written and redraws every panel when it grows, so each
+callback must stay within 300 ms (issue 5) on a run of 10k steps and 1M sample rows. This
+script writes such a run with the real writer (RunLog), builds the app with ``create_app`` and
+times, for every callback, the function its Dash callback calls (``panels.*``, ``runs_rows``)
+plus the JSON encoding Dash applies to what it returns - three times: on first open (Parquet
+files read from disk, analyses computed), after the run grew (only the new chunk files are read,
+analyses recomputed) and on a repeat call (per-version caches). Baselines measured in the same
+run show what the server-side work saves: reading the whole samples table to draw one step's
+completions, and sending every step of a curve instead of the min/max-thinned series.
+
+Run: python benchmarks/dashboard.py [--steps 10000] [--samples-per-step 100] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.io.json import to_json_plotly
+
+from entropymon.log.reader import read_run, read_table
+from entropymon.log.writer import RunLog
+from entropymon_dashboard import create_app, panels
+from entropymon_dashboard.fig_curves import series_points
+from entropymon_dashboard.runs_table import runs_rows
+from entropymon_dashboard.synthetic import WORDS, step_metrics, step_tokens
+
+TARGET_MS = 300.0
+TOKEN_EVERY = 50  # steps with sampled token rows (4 completions each)
+TEXT_POOL = 512  # distinct completion texts the samples draw from
+
+
+def _sample_columns(steps: int, per_step: int, rng: np.random.Generator) -> dict:
+    """Every sample row of the run, as whole-run numpy columns (rows sorted by step)."""
+    n = steps * per_step
+    group_size = 4
+    reward = (rng.random(n) < np.repeat(np.linspace(0.2, 0.8, steps), per_step)).astype(np.float64)
+    grouped = reward.reshape(-1, group_size)
+    advantage = ((grouped - grouped.mean(1, keepdims=True)) / (grouped.std(1, keepdims=True) + 1e-4)).ravel()
+    pool = np.array([" ".join(rng.choice(WORDS, size=int(k))) for k in rng.integers(8, 20, size=TEXT_POOL)],
+                    dtype=object)
+    text_index = rng.integers(0, TEXT_POOL, size=n)
+    return {
+        "sample_id": np.tile(np.arange(per_step, dtype=np.int64), steps),
+        "group_id": np.tile(np.arange(per_step, dtype=np.int64) // group_size, steps),
+        "reward": reward, "advantage": advantage,
+        "length": np.array([t.count(" ") + 1 for t in pool], dtype=np.int64)[text_index],
+        "entropy_mean": rng.exponential(0.5, size=n), "entropy_max": rng.exponential(2.0, size=n),
+        "text": pool[text_index], "answer": rng.integers(0, 5, size=n).astype(str).astype(object),
+    }
+
+
+def write_run(logdir: Path, steps: int, per_step: int, *, start: int = 0, seed: int = 0) -> Path:
+    """Steps [start, start + steps) of a large synthetic run, written with RunLog."""
+    rng = np.random.default_rng(seed + start)
+    samples = _sample_columns(steps, per_step, rng)
+    tau = max(40.0, (start + steps) / 4)
+    with RunLog(logdir, run="big", queue_size=4 * steps + 16, chunk_rows=250_000, flush_interval_s=30) as log:
+        for offset in range(steps):
+            step = start + offset
+            log.log_step(step, step_metrics(step, rng, tau=tau))
+            rows = {k: v[offset * per_step:(offset + 1) * per_step] for k, v in samples.items()}
+            log.log_samples(step, rows)
+            if step % TOKEN_EVERY == 0:
+                log.log_tokens(step, step_tokens(step, rows, rng))
+        path = log.path
+    if log.dropped_rows or log.errors:
+        raise RuntimeError(f"the writer dropped {log.dropped_rows} rows / had {log.errors} errors")
+    return path
+
+
+def _encoded(value) -> int:
+    """Bytes of the JSON Dash would send for ``value`` (figures, components, records)."""
+    return len(to_json_plotly(value))
+
+
+def callbacks(store, run_id: str) -> dict:
+    """Each callback's work as a no-argument function returning what the callback returns."""
+    ids = [run_id]
+
+    def token_reward_range():
+        samples, _ = panels.step_rows(store, run_id, last_token_step())
+        return panels.reward_bounds(samples)
+
+    def last_token_step():
+        return panels.token_steps(store, run_id)[1][-1]
+
+    return {
+        "poll (runs table)": lambda: (store.versions(), runs_rows(store)),
+        "metric choices": lambda: panels.metric_options(store, ids),
+        "curves": lambda: panels.curve_figures(store, ids, "entropy_mean", "reward_mean", 0.6),
+        "distribution": lambda: panels.distribution_figures(store, run_id),
+        "law fit": lambda: panels.law_panel(store, run_id),
+        "covariance": lambda: panels.covariance_figures(store, run_id, 0.6),
+        "diversity": lambda: panels.diversity_figures(store, run_id, 0.6),
+        "token steps": lambda: panels.token_steps(store, run_id),
+        "token reward range": token_reward_range,
+        "tokens": lambda: panels.token_panel(store, run_id, last_token_step(), None, "all", "entropy"),
+    }
+
+
+def time_callbacks(store, run_id: str) -> dict[str, tuple[float, int]]:
+    """{callback: (milliseconds including JSON encoding, bytes sent)} called in page order."""
+    timings = {}
+    for name, work in callbacks(store, run_id).items():
+        started = time.perf_counter()
+        size = _encoded(work())
+        timings[name] = ((time.perf_counter() - started) * 1000, size)
+    return timings
+
+
+def best_ms(work, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - started) * 1000)
+    return min(times)
+
+
+def idle_poll_ms(store, repeats: int = 20) -> float:
+    """A poll when nothing changed: the version digests only (the callback answers 204)."""
+    return statistics.median(best_ms(store.versions, 1) for _ in range(repeats))
+
+
+def baselines(path: Path, store, run_id: str) -> list[tuple[str, float, float, str]]:
+    """(what, dashboard ms, baseline ms, note) for the two naive ways of doing the same work."""
+    step = panels.token_steps(store, run_id)[1][-1]
+    filtered = best_ms(lambda: (read_table(path, "samples", steps=step), read_table(path, "tokens", steps=step)))
+
+    def whole_table():
+        samples = read_run(path).samples
+        return samples[samples["step"] == step]
+
+    whole = best_ms(whole_table)
+    frame = store.state(run_id).step_metrics
+
+    def curve_json(max_points: int) -> int:
+        steps, values = series_points(frame, "entropy_mean", max_points=max_points)
+        return _encoded(go.Figure(go.Scattergl(x=steps, y=values, mode="lines")))
+
+    thinned_ms, every_ms = best_ms(lambda: curve_json(2000)), best_ms(lambda: curve_json(len(frame) + 1))
+    thinned_bytes, every_bytes = curve_json(2000), curve_json(len(frame) + 1)
+    rows = [("one step's completions: step-filtered read vs whole samples table", filtered, whole,
+             f"{len(read_table(path, 'samples', steps=step))} of {len(read_run(path).samples):,} rows"),
+            ("entropy curve: min/max-thinned to 2000 points vs every step (build + encode)", thinned_ms, every_ms,
+             f"{thinned_bytes:,} vs {every_bytes:,} bytes of JSON, {every_bytes / thinned_bytes:.1f}x less sent")]
+    return rows
+
+
+def report(title: str, timings: dict[str, tuple[float, int]]) -> None:
+    print(f"\n{title}")
+    for name, (ms, size) in timings.items():
+        flag = "" if ms <= TARGET_MS else f"   over the {TARGET_MS:.0f} ms target"
+        print(f"  {name:<22} {ms:8.1f} ms   {size / 1024:8.1f} KiB sent{flag}")
+    print(f"  {'slowest':<22} {max(ms for ms, _ in timings.values()):8.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--samples-per-step", type=int, default=100)
+    parser.add_argument("--keep", type=Path, default=None, help="write the run here and keep it")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        logdir = args.keep or Path(scratch)
+        started = time.perf_counter()
+        path = write_run(logdir, args.steps, args.samples_per_step)
+        rows = args.steps * args.samples_per_step
+        print(f"wrote {args.steps:,} steps and {rows:,} sample rows with RunLog in "
+              f"{time.perf_counter() - started:.1f} s ({path})")
+
+        store = create_app(logdir).run_store
+        run_id = store.catalog.entries()[0].run_id
+        report("first open (Parquet read from disk, analyses computed)", time_callbacks(store, run_id))
+
+        grow = max(1, args.steps // 1000)
+        write_run(logdir, grow, args.samples_per_step, start=args.steps)
+        store.catalog.entries(rescan=True)
+        report(f"after the run grew by {grow} steps (new chunk files read, analyses recomputed)",
+               time_callbacks(store, run_id))
+        report("repeat call, nothing changed (per-version caches)", time_callbacks(store, run_id))
+        print(f"\n  idle poll (version digests only): {idle_poll_ms(store):.2f} ms")
+
+        print("\nbaselines measured in this run")
+        for what, ours, naive, note in baselines(path, store, run_id):
+            print(f"  {what}\n    {ours:8.1f} ms vs {naive:8.1f} ms  (time ratio {naive / ours:.1f}x; {note})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The Dash callbacks: wiring between components; the work is in panels.py.
+
+Why the version stores: the browser polls every few seconds. The poll callback only lists run
+folders (store.versions) and answers "nothing changed" with ``no_update``; when a run changed it
+publishes the new versions. Three small keys (``curves-key``, ``focus-key``, ``token-key``) then
+change only when a run that a view actually shows changed, so figures are rebuilt and resent only
+for those views; a key says whether only versions changed (``refresh``) or the runs did. On a
+refresh the user's zoom is re-applied (zoom.py; figures also carry a ``uirevision`` per run), and
+dropdown values are kept whenever they are still valid, so a refresh keeps the selections.
+"""
+
+from __future__ import annotations
+
+from dash import Input, Output, State, ctx, no_update
+from dash.exceptions import PreventUpdate
+
+from entropymon_dashboard import panels
+from entropymon_dashboard.runs_table import runs_rows
+from entropymon_dashboard.store import RunStore
+from entropymon_dashboard.zoom import keep_zoom
+
+
+def _key(run_ids, versions: dict) -> str:
+    return "|".join(f"{run_id}@{versions.get(run_id, '')}" for run_id in run_ids or [])
+
+
+def _ids(value: dict | None) -> list[str]:
+    key = (value or {}).get("key")
+    return [part.rsplit("@", 1)[0] for part in key.split("|")] if key else []
+
+
+def _first(value: dict | None):
+    return (_ids(value) or [None])[0]
+
+
+def _next_key(run_ids, versions: dict, old: dict | None):
+    """The new key store value, or no_update when nothing the view shows changed."""
+    key = _key(run_ids, versions or {})
+    if old and old.get("key") == key:
+        return no_update
+    return {"key": key, "refresh": bool(old) and _ids(old) == list(run_ids or [])}
+
+
+def _refreshing(value: dict | None, key_id: str) -> bool:
+    """True when the callback fired only because the shown runs got new data."""
+    return ctx.triggered_id == key_id and bool((value or {}).get("refresh"))
+
+
+def _zoomed(figures, relayouts, refreshing: bool) -> tuple:
+    if not refreshing:
+        return tuple(figures)
+    return tuple(keep_zoom(fig, relayout) for fig, relayout in zip(figures, relayouts))
+
+
+def _changed(new, old):
+    return no_update if new == old else new
+
+
+def _options(values) -> list[dict]:
+    return [{"label": v, "value": v} for v in values]
+
+
+def register_callbacks(app, store: RunStore) -> None:
+    @app.callback(
+        Output("runs-table", "data"), Output("runs-table", "selected_rows"), Output("data-version", "data"),
+        Output("runs-message", "children"),
+        Input("poll", "n_intervals"), State("selected-runs", "data"), State("data-version", "data"),
+    )
+    def poll(_, selected, known):
+        versions = store.versions()
+        if versions == known and ctx.triggered_id == "poll":
+            raise PreventUpdate  # nothing changed: an empty 204 answer
+        rows = runs_rows(store)
+        if selected is None:  # first load: show the first run
+            selected = [rows[0]["id"]] if rows else []
+        chosen = [i for i, row in enumerate(rows) if row["id"] in set(selected)]
+        message = "" if rows else "No runs found under this logdir (a run is a folder with a run.json)."
+        return rows, chosen, versions, message
+
+    @app.callback(Output("selected-runs", "data"), Input("runs-table", "selected_rows"),
+                  State("runs-table", "data"), State("selected-runs", "data"), prevent_initial_call=True)
+    def remember_selection(selected_rows, rows, current):
+        if selected_rows is None or not rows:
+            return no_update
+        chosen = sorted(rows[i]["id"] for i in selected_rows if 0 <= i < len(rows))
+        return _changed(chosen, current)
+
+    @app.callback(Output("focus-run", "options"), Output("focus-run", "value"),
+                  Output("token-run", "options"), Output("token-run", "value"),
+                  Input("selected-runs", "data"), Input("data-version", "data"),
+                  State("focus-run", "value"), State("token-run", "value"))
+    def run_choices(selected, versions, focus, token_run):
+        selected = selected or []
+        every = list(versions or {})
+        focus = focus if focus in selected else (selected[0] if selected else None)
+        token_run = token_run if token_run in every else (focus or (every[0] if every else None))
+        return _options(selected), focus, _options(every), token_run
+
+    @app.callback(Output("curves-key", "data"), Input("selected-runs", "data"), Input("data-version", "data"),
+                  State("curves-key", "data"))
+    def curves_key(selected, versions, old):
+        return _next_key(selected, versions, old)
+
+    @app.callback(Output("focus-key", "data"), Input("focus-run", "value"), Input("data-version", "data"),
+                  State("focus-key", "data"))
+    def focus_key(focus, versions, old):
+        return _next_key([focus] if focus else [], versions, old)
+
+    @app.callback(Output("token-key", "data"), Input("token-run", "value"), Input("data-version", "data"),
+                  State("token-key", "data"))
+    def token_key(token_run, versions, old):
+        return _next_key([token_run] if token_run else [], versions, old)
+
+    @app.callback(Output("entropy-column", "options"), Output("entropy-column", "value"),
+                  Output("performance-column", "options"), Output("performance-column", "value"),
+                  Input("curves-key", "data"), State("entropy-column", "value"), State("performance-column", "value"))
+    def metric_choices(key, entropy, performance):
+        entropy_options, performance_options = panels.metric_options(store, _ids(key))
+        entropy = entropy if entropy in entropy_options or not entropy_options else entropy_options[0]
+        performance = performance if performance in performance_options or not performance_options \
+            else performance_options[0]
+        return _options(entropy_options), entropy, _options(performance_options), performance
+
+    def zoom_states(*graph_ids):
+        return [State(graph_id, "relayoutData") for graph_id in graph_ids]
+
+    curve_graphs = ("entropy-curves", "performance-curves")
+
+    @app.callback(*[Output(g, "figure") for g in curve_graphs],
+                  Input("curves-key", "data"), Input("entropy-column", "value"),
+                  Input("performance-column", "value"), Input("smoothing", "value"), *zoom_states(*curve_graphs))
+    def curves(key, entropy, performance, smoothing, *relayouts):
+        figures = panels.curve_figures(store, _ids(key), entropy or "entropy_mean", performance or "reward_mean",
+                                       float(smoothing or 0.0))
+        return _zoomed(figures, relayouts, _refreshing(key, "curves-key"))
+
+    distribution_graphs = ("entropy-heatmap", "entropy-quantiles", "forking-share")
+
+    @app.callback(*[Output(g, "figure") for g in distribution_graphs], Input("focus-key", "data"),
+                  *zoom_states(*distribution_graphs))
+    def distribution(key, *relayouts):
+        return _zoomed(panels.distribution_figures(store, _first(key)), relayouts, _refreshing(key, "focus-key"))
+
+    law_graphs = ("law-scatter", "law-prediction", "law-ceiling")
+
+    @app.callback(Output("law-verdict", "children"), Output("law-verdict", "className"),
+                  Output("law-held-out", "children"), *[Output(g, "figure") for g in law_graphs],
+                  Input("focus-key", "data"), *zoom_states(*law_graphs))
+    def law(key, *relayouts):
+        trusted, verdict, held_out, *figures = panels.law_panel(store, _first(key))
+        return (verdict, "verdict trusted" if trusted else "verdict untrusted", held_out,
+                *_zoomed(figures, relayouts, _refreshing(key, "focus-key")))
+
+    covariance_graphs = ("cov-forms", "cov-dh", "cov-split", "cov-top")
+
+    @app.callback(*[Output(g, "figure") for g in covariance_graphs], Input("focus-key", "data"),
+                  Input("smoothing", "value"), *zoom_states(*covariance_graphs))
+    def covariance(key, smoothing, *relayouts):
+        figures = panels.covariance_figures(store, _first(key), float(smoothing or 0.0))
+        return _zoomed(figures, relayouts, _refreshing(key, "focus-key"))
+
+    diversity_graphs = ("div-zero-std", "div-pass-k", "div-distinct", "div-length", "div-ess", "div-kl")
+
+    @app.callback(*[Output(g, "figure") for g in diversity_graphs], Input("focus-key", "data"),
+                  Input("smoothing", "value"), *zoom_states(*diversity_graphs))
+    def diversity(key, smoothing, *relayouts):
+        figures = panels.diversity_figures(store, _first(key), float(smoothing or 0.0))
+        return _zoomed(figures, relayouts, _refreshing(key, "focus-key"))
+
+    @app.callback(Output("token-step", "options"), Output("token-step", "value"), Input("token-key", "data"),
+                  State("token-step", "value"))
+    def token_steps(key, step):
+        sample_steps, token_step_list = panels.token_steps(store, _first(key))
+        with_tokens = set(token_step_list)
+        options = [{"label": f"{s}" + (" (tokens)" if s in with_tokens else ""), "value": s}
+                   for s in reversed(sample_steps)]
+        if step not in sample_steps:
+            step = token_step_list[-1] if token_step_list else (sample_steps[-1] if sample_steps else None)
+        return options, step
+
+    @app.callback(Output("token-reward", "min"), Output("token-reward", "max"), Output("token-reward", "value"),
+                  Output("token-reward", "step"), Input("token-run", "value"), Input("token-step", "value"))
+    def token_reward_range(token_run, step):
+        if token_run is None or step is None:
+            return 0, 1, [0, 1], 0.01
+        samples, _ = panels.step_rows(store, token_run, step)
+        bounds = panels.reward_bounds(samples)
+        if bounds is None or bounds[0] == bounds[1]:
+            low = 0 if bounds is None else bounds[0]
+            return low, low + 1, [low, low + 1], 0.01
+        return bounds[0], bounds[1], [bounds[0], bounds[1]], (bounds[1] - bounds[0]) / 100
+
+    @app.callback(Output("token-completions", "children"), Output("forking-table", "data"),
+                  Input("token-key", "data"), Input("token-step", "value"), Input("token-reward", "value"),
+                  Input("token-sign", "value"), Input("token-color", "value"))
+    def tokens(key, step, reward, sign, color_by):
+        return panels.token_panel(store, _first(key), step, reward, sign or "all", color_by or "entropy")

@@ -1,0 +1,138 @@
+"""The page layout, built from small functions: one per page and one per panel.
+
+Why: each function returns a plain Dash component tree with stable ids that the callbacks
+(callbacks.py) target; the layout is built per page load (``serve_layout``), so a browser that
+opens the page sees the runs that exist now, and nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+from dash import dash_table, dcc, html
+
+from entropymon_dashboard.runs_table import COLUMNS
+
+GRAPH_CONFIG = {"displaylogo": False}
+
+
+def graph(graph_id: str) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, config=GRAPH_CONFIG, className="panel-graph")
+
+
+def section(title: str, note: str, children) -> html.Section:
+    return html.Section([html.H3(title), html.P(note, className="note"), html.Div(children, className="grid")],
+                        className="section")
+
+
+def runs_page(initial_selected: list[int]) -> html.Div:
+    table = dash_table.DataTable(
+        id="runs-table",
+        columns=[{"name": label, "id": key} for key, label, _ in COLUMNS],
+        data=[],
+        row_selectable="multi",
+        selected_rows=initial_selected,
+        sort_action="native",
+        filter_action="native",
+        page_action="none",
+        tooltip_header={key: description for key, _, description in COLUMNS},
+        tooltip_delay=300,
+        tooltip_duration=None,
+        style_table={"overflowX": "auto"},
+        style_cell={"fontFamily": "inherit", "fontSize": 13, "padding": "4px 8px", "textAlign": "left"},
+        style_header={"fontWeight": "600", "textDecoration": "underline dotted"},
+        style_data_conditional=[
+            {"if": {"filter_query": "{status} = live"}, "backgroundColor": "#eef8ee"},
+            {"if": {"filter_query": "{status} = broken"}, "backgroundColor": "#fdecea"},
+            {"if": {"filter_query": "{trust} = no", "column_id": "trust"}, "color": "#b00"},
+        ],
+    )
+    return html.Div([
+        html.P("Tick runs to compare them on the Run view; the table refreshes while runs are written.",
+               className="note"),
+        table,
+        html.Div(id="runs-message", className="message"),
+    ], className="page")
+
+
+def run_controls() -> html.Div:
+    return html.Div([
+        html.Label(["Run for the detail panels", dcc.Dropdown(id="focus-run", clearable=False)], className="control"),
+        html.Label(["Entropy", dcc.Dropdown(id="entropy-column", value="entropy_mean", clearable=False)],
+                   className="control"),
+        html.Label(["Performance", dcc.Dropdown(id="performance-column", value="reward_mean", clearable=False)],
+                   className="control"),
+        html.Label(["Smoothing", dcc.Slider(id="smoothing", min=0, max=0.95, step=0.05, value=0.6,
+                                             marks={0: "0", 0.5: "0.5", 0.9: "0.9"})], className="control wide"),
+    ], className="controls")
+
+
+def law_section() -> html.Section:
+    return section("Law fit: R = -a·e^H + b", "The ceiling at H = 0 is b - a; the early fit uses the first 15% of "
+                   "steps (more when that holds too few points) and is scored on the rest against naive forecasts.", [
+                       html.Div([html.Div(id="law-verdict", className="verdict"),
+                                 html.P(id="law-held-out", className="note")], className="full"),
+                       graph("law-scatter"), graph("law-prediction"), graph("law-ceiling"),
+                   ])
+
+
+def run_page() -> html.Div:
+    return html.Div([
+        run_controls(),
+        section("Curves", "Selected runs overlaid; faint lines are the raw values behind the smoothed ones.",
+                [graph("entropy-curves"), graph("performance-curves")]),
+        section("Entropy distribution", "Per-step token-entropy histogram, quantiles and the share of forking "
+                "tokens (entropy > 0.672 nats).", [graph("entropy-heatmap"), graph("entropy-quantiles"),
+                                                   graph("forking-share")]),
+        law_section(),
+        section("Covariance", "Entropy falls while Cov(log π, A) stays positive; positive-advantage tokens drive it.",
+                [graph("cov-forms"), graph("cov-dh"), graph("cov-split"), graph("cov-top")]),
+        section("Diversity", "Collapse shows as zero-spread groups, pass@k meeting pass@1, repeated answers.",
+                [graph("div-zero-std"), graph("div-pass-k"), graph("div-distinct"), graph("div-length")]),
+        section("Off-policy and KL", "Shown when logged.", [graph("div-ess"), graph("div-kl")]),
+    ], className="page")
+
+
+def tokens_page() -> html.Div:
+    controls = html.Div([
+        html.Label(["Run", dcc.Dropdown(id="token-run", clearable=False)], className="control"),
+        html.Label(["Step", dcc.Dropdown(id="token-step", clearable=False)], className="control"),
+        html.Label(["Reward", dcc.RangeSlider(id="token-reward", min=0, max=1, value=[0, 1], allowCross=False,
+                                              tooltip={"placement": "bottom"})], className="control wide"),
+        html.Label(["Advantage", dcc.RadioItems(id="token-sign", value="all", inline=True, options=[
+            {"label": " all", "value": "all"}, {"label": " positive", "value": "positive"},
+            {"label": " negative", "value": "negative"}])], className="control"),
+        html.Label(["Colour by", dcc.RadioItems(id="token-color", value="entropy", inline=True, options=[
+            {"label": " entropy", "value": "entropy"}, {"label": " Cov_i", "value": "cov"}])], className="control"),
+    ], className="controls")
+    forking = dash_table.DataTable(
+        id="forking-table",
+        columns=[{"name": n, "id": n} for n in ("token", "count", "forking", "forking_rate", "mean_entropy")],
+        data=[], page_size=15, sort_action="native",
+        style_cell={"fontFamily": "monospace", "fontSize": 13, "padding": "2px 8px", "textAlign": "left"},
+        tooltip_header={"forking": "times the token's entropy exceeded 0.672 nats",
+                        "forking_rate": "forking / count", "mean_entropy": "mean entropy (nats)"},
+    )
+    return html.Div([
+        controls,
+        html.Div([
+            html.Div([html.H3("Completions"),
+                      html.P("Background: red grows with the token's entropy (or Cov_i: red positive, blue "
+                             "negative). Hover a token for its numbers.", className="note"),
+                      html.Div(id="token-completions", className="completions")], className="completions-col"),
+            html.Div([html.H3("Tokens that fork most"), forking], className="forking-col"),
+        ], className="tokens-body"),
+    ], className="page")
+
+
+def app_layout(logdir_label: str, initial_selected: list[int], poll_ms: int) -> html.Div:
+    return html.Div([
+        html.Header([html.H1("entropymon"), html.Span(logdir_label, className="logdir")]),
+        dcc.Store(id="selected-runs", data=None),
+        dcc.Store(id="data-version", data={}),
+        dcc.Store(id="curves-key"), dcc.Store(id="focus-key"), dcc.Store(id="token-key"),
+        dcc.Interval(id="poll", interval=poll_ms, n_intervals=0),
+        dcc.Tabs(id="tabs", value="runs", children=[
+            dcc.Tab(label="Runs", value="runs", children=runs_page(initial_selected)),
+            dcc.Tab(label="Run view", value="run", children=run_page()),
+            dcc.Tab(label="Tokens", value="tokens", children=tokens_page()),
+        ]),
+    ], className="app")

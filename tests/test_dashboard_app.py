@@ -1,0 +1,253 @@
+"""The dashboard's server side: run discovery and path safety, per-version caching, the
+callback bodies on real logs written by RunLog, and the HTTP endpoint Dash serves."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from entropymon.errors import RunNotFoundError
+from entropymon.log.reader import list_runs, read_run
+from entropymon.log.writer import RunLog
+from entropymon_dashboard import create_app, panels, serve
+from entropymon_dashboard.catalog import RunCatalog
+from entropymon_dashboard.runs_table import runs_rows
+from entropymon_dashboard.store import RunStore, run_version
+from entropymon_dashboard.synthetic import write_synthetic_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("logs")
+    write_synthetic_run(root, "grpo-a", steps=120, seed=0)
+    write_synthetic_run(root / "sweep", "grpo-b", steps=80, seed=1)
+    return root
+
+
+def annotation_text(fig) -> str:
+    return " ".join(a.text for a in fig.layout.annotations)
+
+
+def drawn_steps(fig) -> list[float]:
+    return sorted(x for trace in fig.data if trace.hoverinfo != "skip" for x in trace.x)
+
+
+def dash_post(client, outputs, inputs, state=()):
+    """POST one callback request the way the browser does; returns (status, parsed JSON or None)."""
+    payload = {
+        "output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + ".." if len(outputs) > 1
+        else f"{outputs[0][0]}.{outputs[0][1]}",
+        "outputs": [{"id": i, "property": p} for i, p in outputs] if len(outputs) > 1
+        else {"id": outputs[0][0], "property": outputs[0][1]},
+        "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+        "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
+        "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"],
+    }
+    response = client.post("/_dash-update-component", json=payload)
+    body = response.get_data(as_text=True)
+    return response.status_code, (json.loads(body) if body else None)
+
+
+# ---- discovery and path safety ----
+
+def test_catalog_lists_nested_runs_by_relative_id(logdir):
+    catalog = RunCatalog(logdir)
+    assert [e.run_id for e in catalog.entries()] == ["grpo-a", "sweep/grpo-b"]
+    assert catalog.resolve("sweep/grpo-b").path == (logdir / "sweep" / "grpo-b").resolve()
+
+
+@pytest.mark.parametrize("crafted", ["../../etc", "..", "/etc", "sweep/../../etc", "grpo-a/../..", "", "sweep"])
+def test_catalog_refuses_any_id_it_did_not_list(logdir, crafted):
+    with pytest.raises(RunNotFoundError, match="expected one of the runs"):
+        RunCatalog(logdir).resolve(crafted)
+
+
+def test_catalog_refuses_an_absolute_path_even_to_a_real_run(logdir):
+    with pytest.raises(RunNotFoundError):
+        RunCatalog(logdir).resolve(str(logdir / "grpo-a"))
+
+
+def test_symlinks_out_of_the_logdir_are_neither_listed_nor_served(tmp_path):
+    root, outside = tmp_path / "logs", tmp_path / "outside"
+    write_synthetic_run(root, "inside", steps=5, with_samples=False)
+    secret = write_synthetic_run(outside, "secret", steps=5, with_samples=False)
+    os.symlink(secret, root / "linked-run")  # a run folder that is a link out
+    sneaky = root / "sneaky"
+    sneaky.mkdir()
+    (sneaky / "run.json").write_text((Path(secret) / "run.json").read_text())
+    os.symlink(Path(secret) / "steps", sneaky / "steps")  # a table folder that is a link out
+    catalog = RunCatalog(root)
+    assert [e.run_id for e in catalog.entries()] == ["inside"]
+    for crafted in ("linked-run", "sneaky", "../outside/secret"):
+        with pytest.raises(RunNotFoundError):
+            catalog.resolve(crafted)
+    store = RunStore(catalog)
+    fig = panels.curve_figures(store, ["linked-run", "sneaky"])[0]
+    assert len(fig.data) == 0  # nothing read from outside
+
+
+def test_a_crafted_http_request_for_a_parent_path_gets_a_message_not_data(logdir):
+    client = create_app(logdir).server.test_client()
+    outputs = [("entropy-heatmap", "figure"), ("entropy-quantiles", "figure"), ("forking-share", "figure")]
+    status, body = dash_post(client, outputs, [("focus-key", "data", {"key": "../../etc@x", "refresh": True})],
+                             [(graph, "relayoutData", None) for graph, _ in outputs])
+    assert status == 200
+    figures = body["response"]
+    text = json.dumps(figures)
+    assert "expected one of the runs found under the dashboard's logdir" in text
+    assert all(fig["figure"]["data"] == [] for fig in figures.values())
+    status, body = dash_post(client, [("token-completions", "children"), ("forking-table", "data")],
+                             [("token-key", "data", {"key": "/etc@x"}), ("token-step", "value", 0),
+                              ("token-reward", "value", [0, 1]), ("token-sign", "value", "all"),
+                              ("token-color", "value", "entropy")])
+    assert status == 200 and "expected one of the runs" in json.dumps(body)
+
+
+# ---- versions, caching, polling ----
+
+def test_version_changes_only_when_a_run_gets_new_files(tmp_path):
+    write_synthetic_run(tmp_path, "live", steps=10)
+    store = RunStore(RunCatalog(tmp_path))
+    first = store.state("live")
+    assert store.state("live") is first  # unchanged folder: the cached state
+    assert run_version(first.entry.path) == first.version
+    write_synthetic_run(tmp_path, "live", steps=5, start=10)
+    second = store.state("live")
+    assert second.version != first.version
+    assert second.step_metrics["step"].max() == 14
+
+
+def test_poll_answers_nothing_changed_without_sending_rows(logdir):
+    app = create_app(logdir)
+    client = app.server.test_client()
+    outputs = [("runs-table", "data"), ("runs-table", "selected_rows"), ("data-version", "data"),
+               ("runs-message", "children")]
+    status, body = dash_post(client, outputs, [("poll", "n_intervals", 0)],
+                             [("selected-runs", "data", None), ("data-version", "data", {})])
+    assert status == 200
+    response = body["response"]
+    rows = response["runs-table"]["data"]
+    assert [r["id"] for r in rows] == ["grpo-a", "sweep/grpo-b"]
+    assert response["runs-table"]["selected_rows"] == [0]  # first load shows the first run
+    versions = response["data-version"]["data"]
+    status, body = dash_post(client, outputs, [("poll", "n_intervals", 1)],
+                             [("selected-runs", "data", ["grpo-a"]), ("data-version", "data", versions)])
+    assert status == 204 and body is None
+
+
+# ---- what the pages show ----
+
+def test_runs_rows_report_each_runs_last_values(logdir):
+    rows = {r["id"]: r for r in runs_rows(RunStore(RunCatalog(logdir)))}
+    for run_id in ("grpo-a", "sweep/grpo-b"):
+        frame = read_run(logdir / run_id).step_metrics
+        row = rows[run_id]
+        assert row["status"] == "finished"
+        assert row["steps"] == len(frame) and row["last_step"] == frame["step"].max()
+        assert row["entropy"] == pytest.approx(frame["entropy_mean"].iloc[-1], abs=1e-4)
+        assert row["reward"] == pytest.approx(frame["reward_mean"].iloc[-1], abs=1e-4)
+        accuracy = frame["eval_accuracy"].dropna()
+        assert row["accuracy"] == pytest.approx(accuracy.iloc[-1], abs=1e-4)
+        assert row["trust"] in ("yes", "no") and row["trust_reason"]
+
+
+def test_curves_overlay_the_selected_runs_with_their_logged_values(logdir):
+    store = RunStore(RunCatalog(logdir))
+    entropy, reward = panels.curve_figures(store, ["grpo-a", "sweep/grpo-b"], smoothing=0.0)
+    names = [t.name for t in entropy.data]
+    assert names == ["grpo-a", "sweep/grpo-b"]
+    frame = read_run(logdir / "sweep" / "grpo-b").step_metrics
+    np.testing.assert_allclose(reward.data[1].y, frame["reward_mean"])
+
+
+def test_detail_panels_draw_data_for_a_full_run(logdir):
+    store = RunStore(RunCatalog(logdir))
+    figures = [*panels.distribution_figures(store, "grpo-a"), *panels.covariance_figures(store, "grpo-a"),
+               *panels.diversity_figures(store, "grpo-a")]
+    assert all(len(fig.data) > 0 for fig in figures), [fig.layout.title.text for fig in figures if not fig.data]
+    trusted, verdict, held_out, scatter, early, curve = panels.law_panel(store, "grpo-a")
+    assert verdict and "RMSE" in held_out
+    assert len(scatter.data) >= 3 and len(early.data) >= 2 and len(curve.data) == 3
+
+
+def test_token_panel_colours_the_tokens_of_the_filtered_completions(logdir):
+    store = RunStore(RunCatalog(logdir))
+    sample_steps, token_steps = panels.token_steps(store, "grpo-a")
+    assert sample_steps == list(range(120)) and token_steps == list(range(0, 120, 10))
+    samples, tokens = panels.step_rows(store, "grpo-a", 50)
+    blocks, table = panels.token_panel(store, "grpo-a", 50, advantage_sign="all")
+    spans = [s for block in blocks[:4] for s in block.children[1].children]
+    with_tokens = samples[samples["sample_id"].isin(tokens["sample_id"])]
+    assert len(spans) == len(tokens[tokens["sample_id"].isin(with_tokens["sample_id"])])
+    assert all(s.style["backgroundColor"].startswith("rgba(214, 39, 40") for s in spans)
+    assert sum(r["count"] for r in table) == len(tokens)
+    positive, _ = panels.token_panel(store, "grpo-a", 50, advantage_sign="positive")
+    n_positive = int((samples["advantage"] > 0).sum())
+    assert n_positive > 0 and len(positive) == min(n_positive, 20)
+    headers = [block.children[0].children for block in positive]
+    assert all(float(h.split("advantage ")[1].split(" ")[0]) > 0 for h in headers)
+
+
+def test_empty_tiny_and_broken_runs_show_messages(tmp_path):
+    with RunLog(tmp_path, run="empty"):
+        pass
+    write_synthetic_run(tmp_path, "tiny", steps=2, with_samples=False)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "run.json").write_text("{not json")
+    store = RunStore(RunCatalog(tmp_path))
+    rows = {r["id"]: r for r in runs_rows(store)}
+    assert rows["broken"]["status"] == "broken" and rows["empty"]["steps"] == 0
+    assert "no steps logged yet" in annotation_text(panels.distribution_figures(store, "empty")[0])
+    assert "cannot be read" in annotation_text(panels.covariance_figures(store, "broken")[0])
+    entropy, _ = panels.curve_figures(store, ["tiny"])
+    assert drawn_steps(entropy) == [0, 1] and entropy.data[0].mode == "lines+markers"
+    trusted, verdict, *_ = panels.law_panel(store, "tiny")
+    assert not trusted and verdict.startswith("The law does not predict this run yet")
+
+
+def test_a_growing_run_shows_its_new_steps(tmp_path):
+    write_synthetic_run(tmp_path, "growing", steps=30)
+    store = RunStore(RunCatalog(tmp_path))
+    before = panels.curve_figures(store, ["growing"])[0]
+    write_synthetic_run(tmp_path, "growing", steps=20, start=30)
+    after = panels.curve_figures(store, ["growing"])[0]
+    assert max(drawn_steps(before)) == 29 and max(drawn_steps(after)) == 49
+
+
+# ---- serving ----
+
+def test_serve_defaults_to_localhost_without_debug():
+    defaults = {k: v.default for k, v in inspect.signature(serve).parameters.items()}
+    assert defaults["host"] == "127.0.0.1" and defaults["debug"] is False and defaults["background"] is False
+
+
+def test_serve_in_background_answers_on_localhost(logdir):
+    server = serve(logdir, port=0, background=True)
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(server.url + "_dash-layout", timeout=10) as response:
+            layout = json.loads(response.read())
+        assert "runs-table" in json.dumps(layout)
+        assert server.app.server.debug is False
+    finally:
+        server.shutdown()
+
+
+def test_the_app_starts_on_the_bundled_sample_logs():
+    sample_logs = REPO / "sample_logs"
+    if not sample_logs.is_dir() or not list_runs(sample_logs):
+        pytest.skip("sample_logs/ has no runs yet")
+    store = create_app(sample_logs).run_store
+    rows = runs_rows(store)
+    assert rows and all(r["status"] != "broken" for r in rows)
+    entropy, _ = panels.curve_figures(store, [rows[0]["id"]])
+    assert len(entropy.data) > 0
