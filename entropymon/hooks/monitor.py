@@ -1,0 +1,208 @@
+"""``Monitor``: the plain-PyTorch hook a training loop calls once per step or micro-batch.
+
+Why this shape: the trainer's thread must stay fast and must never fail because of monitoring.
+So ``observe`` only checks shapes, computes per-token entropy / log-prob while the logits exist
+(one chunked pass, no gradient) and snapshots small tensors; a background worker does the rest
+(moving to the CPU, the NaN policy, all step metrics, building rows) and feeds the ``RunLog``.
+Each rank writes its own files with the ``stat/`` sufficient statistics, so the reader combines
+ranks exactly and no collective call is ever made.
+
+Usage::
+
+    with Monitor("runs", run="grpo-baseline", config={"lr": 1e-6}) as mon:
+        for step, batch in enumerate(loader):
+            logits = model(batch.input_ids).logits[:, prompt_len - 1 : -1]   # (B, T, V)
+            mon.observe(step, logits=logits, token_ids=batch.completion_ids, mask=batch.completion_mask,
+                        advantages=advantages, rewards=rewards, group_ids=batch.prompt_ids, lr=lr)
+            ...
+            logger.log(mon.latest_metrics())     # the last finished step's scalars
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Callable, Mapping
+
+from entropymon.errors import InputError
+from entropymon.hooks.failures import FailureLog
+from entropymon.hooks.observation import reduce_inputs
+from entropymon.hooks.rank import resolve_rank
+from entropymon.hooks.settings import make_settings
+from entropymon.hooks.stream import StepStream
+from entropymon.hooks.validation import check_observation
+from entropymon.hooks.worker import StreamWorker
+
+
+class Monitor:
+    """Watches entropy, the log-prob/advantage covariance and diversity during RL training.
+
+    Args:
+        logdir: folder holding one subfolder per run.
+        run: this run's folder name (a fresh name is made when None).
+        config: the training configuration to store in ``run.json``.
+        rank: the distributed rank (default: torch.distributed's, else ``$RANK``, else 0).
+        temperature: the sampling temperature; logits are divided by it before entropy.
+        token_rows_every: write token rows every this many steps (0: never).
+        token_rows_per_step: how many sequences (the first ones observed) get token rows.
+        metrics: "default" (all) or a set of families from ``hooks.settings.METRIC_FAMILIES``.
+        pass_k: the k of the pass@k metrics.
+        nan_policy: "warn" (skip NaN/inf sequences, warn once, count in ``monitor_bad_rows``),
+            "ignore" (skip and count silently) or "raise" (raise ``InputError`` at the next call).
+        strict: raise every error instead of counting it (the worker then runs inline; for
+            tests and debugging, never for a production run).
+        success_threshold: reward at or above which a completion counts as correct for pass@k
+            and distinct answers (default: rewards must be 0/1).
+        decode: token id -> text, to fill ``token_text`` in the tokens table.
+        queue_size: observations the worker may fall behind by before new ones are dropped.
+    """
+
+    def __init__(self, logdir, run: str | None = None, config: Mapping | None = None, *,
+                 rank: int | None = None, temperature: float = 1.0, token_rows_every: int = 10,
+                 token_rows_per_step: int = 4, metrics="default", pass_k=(1, 4, 8),
+                 nan_policy: str = "warn", strict: bool = False, success_threshold: float | None = None,
+                 decode: Callable | None = None, queue_size: int = 256):
+        from entropymon.log.writer import RunLog
+
+        self.settings = make_settings(temperature=temperature, metrics=metrics, token_rows_every=token_rows_every,
+                                      token_rows_per_step=token_rows_per_step, pass_k=pass_k,
+                                      success_threshold=success_threshold, decode=decode, nan_policy=nan_policy)
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise InputError(f"queue_size: expected a positive int, got {queue_size!r}")
+        self.rank = resolve_rank(rank)
+        self._failures = FailureLog(strict=bool(strict), nan_policy=nan_policy)
+        self._log = RunLog(logdir, run, dict(config or {}), rank=self.rank)
+        self._stream = StepStream(self._log, self.settings, self._failures, on_caller_thread=bool(strict))
+        self._worker = None if strict else StreamWorker(self._stream, self._failures, queue_size=queue_size)
+        self._closed = False
+        atexit.register(self.close)
+
+    # -- the training loop's calls ---------------------------------------------------------
+
+    def observe(self, step: int, *, logits=None, token_ids=None, logprobs=None, entropies=None, mask=None,
+                advantages=None, rewards=None, group_ids=None, old_logprobs=None, ref_logprobs=None,
+                kl_beta=None, texts=None, answers=None, prompts=None, lr=None) -> None:
+        """Record one micro-batch of ``step``: tensors are (B, T, V) logits, (B, T) per token, (B,) per sequence.
+
+        Give logits (with ``token_ids`` for log-probs) or the trainer's own ``logprobs`` /
+        ``entropies``. ``advantages`` and ``ref_logprobs`` may be per sequence (B,) or per token
+        (B, T). Calls with the same step accumulate; a higher step finishes the previous one.
+        """
+        inputs = dict(logits=logits, token_ids=token_ids, logprobs=logprobs, entropies=entropies, mask=mask,
+                      advantages=advantages, rewards=rewards, group_ids=group_ids, old_logprobs=old_logprobs,
+                      ref_logprobs=ref_logprobs, kl_beta=kl_beta, texts=texts, answers=answers, prompts=prompts,
+                      lr=lr)
+        self._failures.raise_pending()
+        try:
+            self._check_open()
+            step = _check_step(step)
+            check_observation(inputs, self.settings.temperature)
+            families = self.settings.families
+            observation = reduce_inputs(step, inputs, temperature=self.settings.temperature,
+                                        want_entropy="entropy" in families,
+                                        want_logprobs=bool({"covariance", "importance", "entropy"} & families))
+        except Exception as error:  # noqa: BLE001 - monitoring never breaks training (unless strict)
+            self._failures.record_error("observe", error, on_caller_thread=True)
+            return
+        del inputs, logits  # no reference to the logits outlives this call
+        self._submit("add_observation", observation)
+
+    def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Add scalars (e.g. ``{"eval_accuracy": 0.7}``) to ``step``'s row of the steps table."""
+        self._failures.raise_pending()
+        try:
+            self._check_open()
+            step = _check_step(step)
+            clean = _check_scalars(scalars)
+        except Exception as error:  # noqa: BLE001
+            self._failures.record_error("log_scalars", error, on_caller_thread=True)
+            return
+        self._submit("add_scalars", step, clean)
+
+    def latest_metrics(self) -> dict[str, float]:
+        """The last finished step's scalar metrics (with its ``step``), for the trainer's own logger."""
+        return self._stream.latest_metrics()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Finish the pending step and write everything so far to disk; True when done in time."""
+        if self._closed:
+            return True
+        done = self._stream_flush(timeout)
+        done = self._log.flush(timeout) is not False and done
+        self._failures.raise_pending()
+        return done
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Finish the pending step, write everything and release the log (safe to call twice)."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        try:
+            if self._worker is not None:
+                self._worker.stop(timeout)
+            else:
+                self._stream.finish_step()
+        finally:
+            self._log.close()
+        self._failures.raise_pending()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- health ----------------------------------------------------------------------------
+
+    @property
+    def errors(self) -> int:
+        """Observations and steps the monitor could not process (the ``monitor_errors`` metric)."""
+        return self._failures.errors
+
+    @property
+    def bad_rows(self) -> int:
+        """Sequences skipped by the NaN/inf policy (the ``monitor_bad_rows`` metric)."""
+        return self._failures.bad_rows
+
+    @property
+    def path(self):
+        """The run folder."""
+        return self._log.path
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _submit(self, method: str, *args) -> None:
+        if self._worker is None:
+            getattr(self._stream, method)(*args)
+        else:
+            self._worker.submit(method, *args)
+
+    def _stream_flush(self, timeout: float | None) -> bool:
+        if self._worker is None:
+            self._stream.finish_step()
+            return True
+        return self._worker.flush(timeout)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InputError("observe(): expected an open Monitor, got one that was closed (make a new Monitor)")
+
+
+def _check_step(step) -> int:
+    if isinstance(step, bool) or not hasattr(step, "__index__") or step.__index__() < 0:
+        raise InputError(f"step: expected an integer >= 0, got {type(step).__name__} {step!r}")
+    return step.__index__()
+
+
+def _check_scalars(scalars) -> dict[str, float]:
+    if not isinstance(scalars, Mapping):
+        raise InputError(f"scalars: expected a dict of name -> number, got {type(scalars).__name__}")
+    clean = {}
+    for name, value in scalars.items():
+        if not isinstance(name, str) or not name or name.startswith("stat/") or name in ("step", "rank"):
+            raise InputError(f"scalars: expected metric names (str, not 'step'/'rank'/'stat/...'), got {name!r}")
+        try:
+            clean[name] = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"scalars[{name!r}]: expected a number, got {type(value).__name__} {value!r}") from None
+    return clean

@@ -1,0 +1,201 @@
+"""Exact per-position token entropy (and the sampled token's log-prob) of a policy's logits.
+
+Why its own module: this is the one computation that touches the full ``(..., V)`` logits, which
+for a 150k vocabulary are the largest tensor in a training step. A naive
+``softmax(z) * log_softmax(z)`` makes several full-size float32 temporaries (gigabytes on a GPU,
+hundreds of megabytes on a CPU). Here the rows are processed in chunks sized from a small fixed
+scratch budget; per chunk, one pass computes the row max, the shifted logits, their exponentials
+and two reductions:
+
+    s = z/tau - max(z/tau)        S = sum(exp(s))
+    H = log S - sum(exp(s) * s) / S            log pi(y) = s[y] - log S
+
+Everything is accumulated in float32 (float64 for float64 input), so bf16/fp16 logits and
+logits of +-1e4 are exact to float32 rounding. These are observations of the policy, never part
+of its loss: no autograd graph is built.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from entropymon.errors import InputError
+from entropymon.metrics._validate import bool_mask, positive_number
+
+# Scratch memory for the two float32 work buffers of one chunk. On a CPU a chunk that fits in the
+# L2 cache keeps the five passes over it cache-resident (measured in benchmarks/entropy.py); on a
+# GPU large chunks amortise kernel launches.
+CPU_SCRATCH_BYTES = 2 * 2**20
+GPU_SCRATCH_BYTES = 512 * 2**20
+
+
+@torch.no_grad()
+def token_entropy(logits: torch.Tensor, temperature: float = 1.0, mask: torch.Tensor | None = None,
+                  *, scratch_bytes: int | None = None) -> torch.Tensor:
+    """Entropy in nats of ``softmax(logits / temperature)`` at every position.
+
+    logits: (..., V) floating; mask: (...) bool or 0/1, False positions are skipped and return 0.
+    Returns a float32 tensor of shape ``logits.shape[:-1]`` (0 <= H <= log V).
+    Raises InputError on bad shapes/dtypes/temperature, an all-false mask, or NaN/inf logits at
+    valid positions (count them first with ``nonfinite_rows`` to mask such rows instead).
+    """
+    entropy, _ = _entropy_pass(logits, None, temperature, mask, scratch_bytes)
+    return entropy
+
+
+@torch.no_grad()
+def token_entropy_and_logprob(logits: torch.Tensor, token_ids: torch.Tensor, temperature: float = 1.0,
+                              mask: torch.Tensor | None = None, *,
+                              scratch_bytes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(entropy, logprob)`` in one chunked pass: logprob is log pi(token_ids) at the temperature.
+
+    logits: (..., V) with at least 2 dims; token_ids: (...) integer in [0, V). Both outputs are
+    float32 of shape ``logits.shape[:-1]``, 0 at masked positions.
+    """
+    return _entropy_pass(logits, token_ids, temperature, mask, scratch_bytes)
+
+
+@torch.no_grad()
+def nonfinite_rows(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool tensor of shape ``x.shape[:-1]``: True where a valid row holds NaN or +-inf.
+
+    Cheap: one read of ``x`` (a row sum is non-finite exactly when the row holds a non-finite
+    value, unless finite values overflow, so only rows whose sum is non-finite are re-checked
+    element-wise). Masked rows are reported False. The streaming layer uses it to apply its
+    ``nan_policy`` before calling ``token_entropy``.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim < 1:
+        raise InputError(f"x: expected a tensor with at least 1 dimension, got {_describe(x)}")
+    if mask is not None:
+        mask = bool_mask(mask, x.shape[:-1], "mask", " (x.shape[:-1])")
+    if not (x.is_floating_point() or x.is_complex()):
+        return torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+    row_sums = x.detach().sum(-1)  # (...)
+    bad = ~torch.isfinite(row_sums)
+    if bad.any():
+        # confirm element-wise on the suspect rows only (a sum of huge finite values may overflow)
+        bad[bad.clone()] = ~torch.isfinite(x.detach()[bad]).all(-1)
+    if mask is not None:
+        bad &= mask
+    return bad
+
+
+def _entropy_pass(logits, token_ids, temperature, mask, scratch_bytes):
+    _check_logits(logits, need_rows=token_ids is not None)
+    inv_temperature = 1.0 / positive_number(temperature, "temperature")
+    lead_shape, vocab = logits.shape[:-1], logits.shape[-1]
+    mask = None if mask is None else bool_mask(mask, lead_shape, "mask", " (logits.shape[:-1])")
+    if token_ids is not None:
+        _check_token_ids(token_ids, lead_shape, vocab, mask)
+
+    rows = logits.detach().reshape(-1, vocab)  # (N, V), a view when logits are contiguous
+    n_rows = rows.shape[0]
+    valid = None if mask is None else mask.reshape(-1)  # (N,)
+    ids = None if token_ids is None else token_ids.reshape(-1)  # (N,)
+    if ids is not None and valid is not None:
+        ids = ids.clamp(0, vocab - 1)  # padding ids (e.g. -100) at masked rows a chunk still computes
+    if n_rows == 0:
+        raise InputError(f"logits: expected at least one position, got shape {tuple(logits.shape)}")
+    if valid is not None and not bool(valid.any()):
+        raise InputError(f"mask: expected at least one True position, got all {n_rows} positions masked out")
+
+    work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    budget = scratch_bytes or (GPU_SCRATCH_BYTES if logits.device.type != "cpu" else CPU_SCRATCH_BYTES)
+    chunk = max(1, min(n_rows, int(budget) // (2 * vocab * torch.finfo(work_dtype).bits // 8)))
+    shifted = torch.empty(chunk, vocab, dtype=work_dtype, device=logits.device)  # (C, V) s
+    exps = torch.empty_like(shifted)  # (C, V) exp(s)
+
+    entropy = torch.zeros(n_rows, dtype=work_dtype, device=logits.device)  # (N,)
+    logprob = torch.zeros(n_rows, dtype=work_dtype, device=logits.device) if ids is not None else None
+    for start in range(0, n_rows, chunk):
+        stop = min(start + chunk, n_rows)
+        block, where = rows[start:stop], slice(start, stop)  # (R, V)
+        if valid is not None:
+            block_valid = valid[start:stop]
+            n_valid = int(block_valid.sum())
+            if n_valid == 0:
+                continue
+            if 2 * n_valid < stop - start:  # mostly padding: gather the valid rows (chunk-bounded copy)
+                where = start + block_valid.nonzero().squeeze(-1)
+                block = rows[where]
+        block_ids = None if ids is None else ids[where]
+        h, lp = _chunk_entropy(block, block_ids, inv_temperature, shifted, exps)
+        entropy[where] = h
+        if lp is not None:
+            logprob[where] = lp
+
+    if valid is not None:
+        entropy.masked_fill_(~valid, 0.0)
+        if logprob is not None:
+            logprob.masked_fill_(~valid, 0.0)
+    _raise_on_nonfinite(entropy, lead_shape)
+    entropy.clamp_(min=0.0)  # rounding can give -1e-7 for a one-hot row
+    entropy = entropy.to(torch.float32).reshape(lead_shape)
+    if logprob is not None:
+        logprob = logprob.to(torch.float32).reshape(lead_shape)
+    return entropy, logprob
+
+
+def _chunk_entropy(block, block_ids, inv_temperature, shifted_buf, exps_buf):
+    """Entropy (and log-prob of block_ids) of the rows of block (R, V), in the buffers' dtype."""
+    n = block.shape[0]
+    shifted, exps = shifted_buf[:n], exps_buf[:n]  # (R, V)
+    if block.dtype == shifted.dtype:
+        row_max = block.amax(-1, keepdim=True)  # (R, 1)
+        torch.sub(block, row_max, out=shifted)
+    else:  # bf16/fp16: convert first, so the subtraction is done in float32
+        shifted.copy_(block)
+        shifted.sub_(shifted.amax(-1, keepdim=True))
+    if inv_temperature != 1.0:
+        shifted.mul_(inv_temperature)  # (z - max z)/tau == z/tau - max(z/tau) for tau > 0
+    torch.exp(shifted, out=exps)
+    total = exps.sum(-1)  # (R,) S >= 1
+    log_total = total.log()
+    entropy = log_total - torch.linalg.vecdot(exps, shifted) / total  # (R,)
+    logprob = None
+    if block_ids is not None:
+        logprob = shifted.gather(1, block_ids.unsqueeze(-1)).squeeze(-1) - log_total  # (R,)
+    return entropy, logprob
+
+
+def _raise_on_nonfinite(entropy, lead_shape):
+    bad = ~torch.isfinite(entropy)  # (N,) only valid rows can be non-finite: masked rows are 0
+    n_bad = int(bad.sum())
+    if n_bad:
+        first = bad.nonzero()[0, 0].item()
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), lead_shape)) if lead_shape else ()
+        raise InputError(
+            f"logits: expected finite values, got NaN/inf at {n_bad} of {entropy.numel()} positions "
+            f"(first at index {index}); mask those rows (see entropymon.metrics.entropy.nonfinite_rows) "
+            "or let the monitor's nan_policy skip them"
+        )
+
+
+def _check_logits(logits, need_rows):
+    if not isinstance(logits, torch.Tensor):
+        raise InputError(f"logits: expected a torch.Tensor, got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise InputError(f"logits: expected a floating dtype (float32, bfloat16, float16, float64), got {logits.dtype}")
+    min_rank = 2 if need_rows else 1
+    if logits.ndim < min_rank:
+        raise InputError(f"logits: expected at least {min_rank} dimensions (..., V), got shape {tuple(logits.shape)}")
+    if logits.shape[-1] == 0:
+        raise InputError(f"logits: expected a vocabulary dimension V >= 1, got shape {tuple(logits.shape)}")
+
+
+def _check_token_ids(token_ids, shape, vocab, mask):
+    if not isinstance(token_ids, torch.Tensor):
+        raise InputError(f"token_ids: expected an integer torch.Tensor, got {type(token_ids).__name__}")
+    if token_ids.is_floating_point() or token_ids.is_complex() or token_ids.dtype == torch.bool:
+        raise InputError(f"token_ids: expected an integer dtype, got {token_ids.dtype}")
+    if tuple(token_ids.shape) != tuple(shape):
+        raise InputError(f"token_ids: expected shape {tuple(shape)} (logits.shape[:-1]), got {tuple(token_ids.shape)}")
+    checked = token_ids if mask is None else token_ids[mask]  # padding ids at masked positions are ignored
+    if checked.numel():
+        low, high = int(checked.min()), int(checked.max())
+        if low < 0 or high >= vocab:
+            raise InputError(f"token_ids: expected values in [0, {vocab - 1}] (V = {vocab}), got range [{low}, {high}]")
+
+
+def _describe(x):
+    return f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__

@@ -1,0 +1,445 @@
+"""Sufficient statistics of every step metric, and the exact combination of ranks.
+
+Why: a mean over a batch cannot be averaged with another batch's mean, but the sums behind it
+can be added. Each class here holds those sums (the torchmetrics update/compute contract):
+``merge`` adds two of them exactly, ``compute`` turns them into the registry's metric values,
+``to_columns``/``from_columns`` store them as ``stat/<family>_<stat>`` columns of the steps table,
+so the reader can recompute a step's metrics over all ranks (``combine_ranks``) exactly as if one
+process had seen the whole batch.
+
+Quantiles and top-k shares have no finite sufficient statistic. On one batch the torch metric
+functions compute them exactly; across ranks (registry ``merge="approx"``) they are recomputed
+here: entropy quantiles from the merged fixed-bin histogram (linear inside a bin), covariance
+top-k shares from the union of each rank's top tokens.
+
+numpy only: the reader and the dashboard import this module, and they never need torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from entropymon.errors import InputError
+from entropymon.registry import describe_metric
+
+FORKING_THRESHOLD = 0.672  # nats; Wang et al. 2025's high-entropy "forking" token threshold
+ENTROPY_QUANTILES = {"entropy_p10": 0.1, "entropy_p50": 0.5, "entropy_p80": 0.8, "entropy_p90": 0.9}
+COV_TOP_FRACTIONS = {"0_02pct": 0.0002, "0_2pct": 0.002}  # Cui et al.'s 0.02% and 0.2% of tokens
+
+# Edges of the entropy histogram bins, in nats (numpy's convention: len(edges) - 1 bins, bin i holds
+# edges[i] <= H < edges[i+1]). Fine near 0, where most tokens of a collapsing policy sit, with
+# 0.672 as an edge so the forking share is a bin boundary, up to 13 nats (log of a 440k
+# vocabulary); the last bin [13, 22) is the overflow bin (22 > log 2^31) and also takes anything above.
+ENTROPY_HIST_EDGES = np.array([
+    0.0, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+    0.6, 0.672, 0.75, 0.875, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0,
+    9.0, 10.0, 11.0, 12.0, 13.0, 22.0,
+])
+ENTROPY_HIST_EDGES.setflags(write=False)
+N_ENTROPY_BINS = len(ENTROPY_HIST_EDGES) - 1
+
+
+def entropy_histogram(values: np.ndarray) -> np.ndarray:
+    """Counts (int64, N_ENTROPY_BINS) of values in the fixed entropy bins (out-of-range: end bins)."""
+    bins = np.searchsorted(ENTROPY_HIST_EDGES, np.asarray(values, dtype=np.float64), side="right") - 1
+    return np.bincount(np.clip(bins, 0, N_ENTROPY_BINS - 1), minlength=N_ENTROPY_BINS).astype(np.int64)
+
+
+def histogram_quantile(hist: np.ndarray, q: float, max_value: float) -> float:
+    """The q-quantile (0 < q <= 1) of values binned in ENTROPY_HIST_EDGES, linear inside its bin.
+
+    The bin holding the maximum ends at ``max_value``; exact to the bin width.
+    """
+    hist = np.asarray(hist, dtype=np.float64)
+    total = hist.sum()
+    if total <= 0:
+        return math.nan
+    cumulative = np.cumsum(hist)
+    target = q * total
+    i = int(np.searchsorted(cumulative, target, side="left"))
+    i = min(i, len(hist) - 1)
+    low = ENTROPY_HIST_EDGES[i]
+    high = min(ENTROPY_HIST_EDGES[i + 1], max_value)
+    low = min(low, high)
+    before = cumulative[i] - hist[i]
+    return float(low + (target - before) / hist[i] * (high - low))
+
+
+class _Stats:
+    """Shared column I/O of the stats dataclasses: scalar fields become ``stat/<family>_<field>``."""
+
+    family: ClassVar[str]
+
+    @classmethod
+    def prefix(cls) -> str:
+        return f"stat/{cls.family}_"
+
+    def to_columns(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                out[self.prefix() + f.name] = [int(v) for v in value]
+            elif isinstance(value, dict):
+                for key, (total, count) in sorted(value.items()):
+                    out[f"{self.prefix()}{f.name}_{key}_sum"] = float(total)
+                    out[f"{self.prefix()}{f.name}_{key}_n"] = int(count)
+            else:
+                out[self.prefix() + f.name] = value
+        return out
+
+    @classmethod
+    def from_columns(cls, row) -> _Stats | None:
+        """The stats stored in a row (dict or Series); None when the row has none of this family."""
+        row = dict(row)
+        count_key = cls.prefix() + fields(cls)[0].name
+        if _missing(row.get(count_key)):
+            return None
+        kwargs = {}
+        for f in fields(cls):
+            key = cls.prefix() + f.name
+            default = getattr(cls(), f.name)
+            if isinstance(default, dict):
+                kwargs[f.name] = _read_sum_count_columns(row, f"{cls.prefix()}{f.name}_")
+            elif key not in row or _missing(row[key]):
+                raise InputError(f"row: expected column {key!r} next to {count_key!r}, got it missing or null")
+            elif isinstance(default, np.ndarray):
+                kwargs[f.name] = np.asarray(row[key], dtype=np.int64)
+            else:
+                kwargs[f.name] = type(default)(row[key])
+        return cls(**kwargs)
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.to_columns() == other.to_columns()
+
+    @classmethod
+    def merged(cls, items):
+        """All items merged into one (the empty stats when there are none)."""
+        out = cls()
+        for item in items:
+            out = out.merge(item)
+        return out
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _read_sum_count_columns(row, prefix):
+    pattern = re.compile(re.escape(prefix) + r"(\d+)_sum\Z")
+    out = {}
+    for key, value in row.items():
+        match = pattern.match(key)
+        if match and not _missing(value):
+            count = row.get(f"{prefix}{match.group(1)}_n")
+            out[int(match.group(1))] = (float(value), int(0 if _missing(count) else count))
+    return out
+
+
+def _add_sum_counts(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, (total, count) in b.items():
+        old_total, old_count = out.get(key, (0.0, 0))
+        out[key] = (old_total + total, old_count + count)
+    return out
+
+
+def _std(n, total, total_sq):
+    """Population standard deviation (ddof=0) from n, sum and sum of squares."""
+    mean = total / n
+    return math.sqrt(max(total_sq / n - mean * mean, 0.0))
+
+
+@dataclass(eq=False)
+class EntropyStats(_Stats):
+    """Token entropy of a step: counts, sums, max, forking count and the fixed-bin histogram.
+
+    n_sequences / sum_sequence_mean give the mean over sequences of token-means; the surprisal
+    fields (mean -log pi of sampled tokens) are independent of the entropy fields.
+    """
+
+    family: ClassVar[str] = "entropy"
+    n_tokens: int = 0
+    sum_entropy: float = 0.0
+    n_sequences: int = 0
+    sum_sequence_mean: float = 0.0
+    n_forking: int = 0
+    max_entropy: float = -math.inf
+    hist: np.ndarray = field(default_factory=lambda: np.zeros(N_ENTROPY_BINS, np.int64))
+    n_surprisal: int = 0
+    sum_surprisal: float = 0.0
+
+    def merge(self, other: EntropyStats) -> EntropyStats:
+        return EntropyStats(
+            self.n_tokens + other.n_tokens, self.sum_entropy + other.sum_entropy,
+            self.n_sequences + other.n_sequences, self.sum_sequence_mean + other.sum_sequence_mean,
+            self.n_forking + other.n_forking, max(self.max_entropy, other.max_entropy),
+            self.hist + other.hist, self.n_surprisal + other.n_surprisal,
+            self.sum_surprisal + other.sum_surprisal,
+        )
+
+    def compute(self) -> dict[str, float]:
+        out = {}
+        if self.n_tokens:
+            out["entropy_mean"] = self.sum_entropy / self.n_tokens
+            out["forking_share"] = self.n_forking / self.n_tokens
+            out["entropy_max"] = float(self.max_entropy)
+            for name, q in ENTROPY_QUANTILES.items():
+                out[name] = histogram_quantile(self.hist, q, self.max_entropy)
+            out["n_tokens"] = float(self.n_tokens)
+        if self.n_sequences:
+            out["entropy_seq_mean"] = self.sum_sequence_mean / self.n_sequences
+            out["n_sequences"] = float(self.n_sequences)
+        if self.n_surprisal:
+            out["surprisal_mean"] = self.sum_surprisal / self.n_surprisal
+            out.setdefault("n_tokens", float(self.n_surprisal))
+        return out
+
+
+@dataclass(eq=False)
+class CovStats(_Stats):
+    """Sums behind Cov(log pi, A), Cov(log pi, pi*A), the by-sign split and the top-token shares.
+
+    x = log pi of a valid token, y = its advantage A, u = pi*A. ``*_pos``/``*_neg`` hold the same
+    sums over tokens with A > 0 / A < 0, so the split of sum(Cov_i) uses the global means exactly.
+    ``top``: fraction name -> (sum of the top tokens' Cov_i, their count), per batch.
+    """
+
+    family: ClassVar[str] = "cov"
+    n: int = 0
+    sum_x: float = 0.0
+    sum_y: float = 0.0
+    sum_xy: float = 0.0
+    sum_u: float = 0.0
+    sum_xu: float = 0.0
+    n_pos: int = 0
+    sum_x_pos: float = 0.0
+    sum_y_pos: float = 0.0
+    sum_xy_pos: float = 0.0
+    n_neg: int = 0
+    sum_x_neg: float = 0.0
+    sum_y_neg: float = 0.0
+    sum_xy_neg: float = 0.0
+    top_0_02pct_sum: float = 0.0
+    top_0_02pct_n: int = 0
+    top_0_2pct_sum: float = 0.0
+    top_0_2pct_n: int = 0
+
+    def merge(self, other: CovStats) -> CovStats:
+        return CovStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def compute(self) -> dict[str, float]:
+        if not self.n:
+            return {}
+        n, mean_x, mean_y = self.n, self.sum_x / self.n, self.sum_y / self.n
+        cov = self.sum_xy / n - mean_x * mean_y
+        out = {
+            "cov_logp_adv": cov,
+            "cov_logp_piadv": self.sum_xu / n - mean_x * self.sum_u / n,
+            # sum over a subset of (x - mx)(y - my) = Sxy - my*Sx - mx*Sy + k*mx*my
+            "cov_sum_pos_adv": self.sum_xy_pos - mean_y * self.sum_x_pos - mean_x * self.sum_y_pos + self.n_pos * mean_x * mean_y,
+            "cov_sum_neg_adv": self.sum_xy_neg - mean_y * self.sum_x_neg - mean_x * self.sum_y_neg + self.n_neg * mean_x * mean_y,
+        }
+        total = cov * n  # sum of Cov_i over all valid tokens
+        for name in COV_TOP_FRACTIONS:
+            top_sum, top_n = getattr(self, f"top_{name}_sum"), getattr(self, f"top_{name}_n")
+            if top_n and total != 0:
+                out[f"cov_top_{name}_share"] = top_sum / total
+        if self.top_0_02pct_n:
+            out["cov_top_0_02pct_mean"] = self.top_0_02pct_sum / self.top_0_02pct_n
+        return out
+
+
+@dataclass(eq=False)
+class GroupStats(_Stats):
+    """Rewards, advantages and lengths of completions, and per-group diversity sums.
+
+    Per-group quantities (pass@k, distinct answers, distinct-n, n-gram overlap) are stored as
+    (sum over groups, number of groups it was defined for), so their mean over groups merges.
+    """
+
+    family: ClassVar[str] = "groups"
+    n_groups: int = 0
+    n_zero_std: int = 0
+    reward_n: int = 0
+    reward_sum: float = 0.0
+    reward_sumsq: float = 0.0
+    advantage_n: int = 0
+    advantage_sum: float = 0.0
+    advantage_sumsq: float = 0.0
+    length_n: int = 0
+    length_sum: float = 0.0
+    length_sumsq: float = 0.0
+    length_min: float = math.inf
+    length_max: float = -math.inf
+    distinct_answer_sum: float = 0.0
+    distinct_answer_n: int = 0
+    overlap_sum: float = 0.0
+    overlap_n: int = 0
+    pass_at: dict = field(default_factory=dict)  # k -> (sum over groups of pass@k, groups with >= k samples)
+    distinct: dict = field(default_factory=dict)  # n -> (sum over groups of distinct-n, groups with n-grams)
+
+    def merge(self, other: GroupStats) -> GroupStats:
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name)
+                  for f in fields(self) if f.name not in ("length_min", "length_max", "pass_at", "distinct")}
+        return GroupStats(
+            **summed, length_min=min(self.length_min, other.length_min), length_max=max(self.length_max, other.length_max),
+            pass_at=_add_sum_counts(self.pass_at, other.pass_at), distinct=_add_sum_counts(self.distinct, other.distinct),
+        )
+
+    def compute(self) -> dict[str, float]:
+        out = {}
+        if self.n_groups:
+            out["n_groups"] = float(self.n_groups)
+            out["zero_std_group_frac"] = self.n_zero_std / self.n_groups
+        if self.reward_n:
+            out["reward_mean"] = self.reward_sum / self.reward_n
+            out["reward_std"] = _std(self.reward_n, self.reward_sum, self.reward_sumsq)
+        if self.advantage_n:
+            out["advantage_mean"] = self.advantage_sum / self.advantage_n
+            out["advantage_std"] = _std(self.advantage_n, self.advantage_sum, self.advantage_sumsq)
+        if self.length_n:
+            out["length_mean"] = self.length_sum / self.length_n
+            out["length_std"] = _std(self.length_n, self.length_sum, self.length_sumsq)
+            out["length_min"] = float(self.length_min)
+            out["length_max"] = float(self.length_max)
+        if self.distinct_answer_n:
+            out["distinct_answer_frac"] = self.distinct_answer_sum / self.distinct_answer_n
+        if self.overlap_n:
+            out["ngram_overlap"] = self.overlap_sum / self.overlap_n
+        for k, (total, count) in sorted(self.pass_at.items()):
+            if count:
+                out[f"pass_at_{k}"] = total / count
+        for n, (total, count) in sorted(self.distinct.items()):
+            if count:
+                out[f"distinct_{n}"] = total / count
+        return out
+
+
+@dataclass(eq=False)
+class EssStats(_Stats):
+    """Importance weights w = exp(l), l = log pi - log pi_old, as (N, shift c, sum w/e^c, sum w^2/e^2c).
+
+    The shift c = max l keeps exp() from overflowing; merging rescales both sums to the larger
+    shift, exactly. ESS/N = (sum w)^2 / (N sum w^2) does not depend on c.
+    """
+
+    family: ClassVar[str] = "ess"
+    n: int = 0
+    log_shift: float = -math.inf
+    sum_w: float = 0.0
+    sum_w2: float = 0.0
+
+    def merge(self, other: EssStats) -> EssStats:
+        if not other.n:
+            return replace(self)
+        if not self.n:
+            return replace(other)
+        shift = max(self.log_shift, other.log_shift)
+        a, b = math.exp(self.log_shift - shift), math.exp(other.log_shift - shift)
+        return EssStats(self.n + other.n, shift, self.sum_w * a + other.sum_w * b,
+                        self.sum_w2 * a * a + other.sum_w2 * b * b)
+
+    def compute(self) -> dict[str, float]:
+        if not self.n:
+            return {}
+        return {"ess_frac": self.sum_w * self.sum_w / (self.n * self.sum_w2)}
+
+
+@dataclass(eq=False)
+class KlModeStats(_Stats):
+    """Per-group entropy H_g of the KL-optimal target over sampled completions, summed over groups."""
+
+    family: ClassVar[str] = "kl"
+    n_groups: int = 0
+    sum_entropy: float = 0.0
+    sum_modes: float = 0.0
+
+    def merge(self, other: KlModeStats) -> KlModeStats:
+        return KlModeStats(self.n_groups + other.n_groups, self.sum_entropy + other.sum_entropy,
+                           self.sum_modes + other.sum_modes)
+
+    def compute(self) -> dict[str, float]:
+        if not self.n_groups:
+            return {}
+        return {"kl_target_entropy": self.sum_entropy / self.n_groups,
+                "kl_target_modes": self.sum_modes / self.n_groups}
+
+
+STATS_CLASSES = (EntropyStats, CovStats, GroupStats, EssStats, KlModeStats)
+
+
+def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
+    """One row per step from rows of one or more ranks: ``step``, ``n_ranks`` and every column.
+
+    A step logged by one rank is kept as it is (its quantiles are exact). For several ranks:
+    every metric a stats family computes is recomputed from the merged ``stat/`` columns, exactly
+    for ``merge="stats"`` (and for counts and by-sign covariance sums, where adding per-rank values
+    would use per-rank means), from merged histograms / per-rank top tokens for ``"approx"``;
+    other registered columns follow their registry rule (``sum`` adds, lists elementwise,
+    ``max``/``min``, ``first`` takes the lowest rank's non-null value; a ``stats`` metric without
+    stat columns, e.g. ``reward_func/...``, falls back to the mean over ranks); unregistered
+    columns come from the lowest rank. The merged ``stat/`` columns are written back.
+    """
+    if "step" not in steps.columns:
+        raise InputError(f"steps: expected a 'step' column, got columns {list(steps.columns)[:8]}")
+    frame = steps if "rank" in steps.columns else steps.assign(rank=0)
+    frame = frame.sort_values(["step", "rank"], kind="stable")
+    n_ranks = frame.groupby("step", sort=True)["rank"].transform("size")
+    single = frame[n_ranks == 1]
+    combined = [_combine_step(group) for _, group in frame[n_ranks > 1].groupby("step", sort=True)]
+    result = single.drop(columns="rank").assign(n_ranks=1)
+    if combined:
+        result = pd.concat([result, pd.DataFrame(combined)], ignore_index=True)
+    result["n_ranks"] = result["n_ranks"].astype("int64")
+    return result.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def _combine_step(group: pd.DataFrame) -> dict:
+    records = group.drop(columns="rank").to_dict("records")
+    out = dict(records[0])
+    out["n_ranks"] = len(records)
+    for column in out:
+        if column in ("step", "n_ranks"):
+            continue
+        info = describe_metric(column)
+        if info is None:
+            continue
+        values = [r[column] for r in records if not _missing(r[column])]
+        out[column] = _merge_values(values, info.merge, out[column])
+    for cls in STATS_CLASSES:
+        parts = [s for s in (cls.from_columns(r) for r in records) if s is not None]
+        if parts:
+            merged = cls.merged(parts)
+            out.update(merged.to_columns())
+            out.update(merged.compute())
+    return out
+
+
+def _merge_values(values, rule, lowest_rank_value):
+    if not values:
+        return lowest_rank_value
+    if rule == "first":
+        return values[0]
+    if isinstance(values[0], (list, tuple, np.ndarray)):  # histograms: elementwise sum
+        return [int(v) for v in np.sum([np.asarray(v) for v in values], axis=0)] if rule == "sum" else values[0]
+    if rule == "sum":
+        return float(np.sum(values))
+    if rule == "max":
+        return float(np.max(values))
+    if rule == "min":
+        return float(np.min(values))
+    return float(np.mean(values))  # stats/approx without stat columns: best effort

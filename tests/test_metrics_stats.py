@@ -1,0 +1,214 @@
+"""Sufficient statistics: histogram, merge of split batches == whole batch, columns, combine_ranks."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import logsumexp
+
+from entropymon.errors import InputError
+from entropymon.metrics.covariance import logprob_advantage_cov
+from entropymon.metrics.entropy_stats import entropy_stats
+from entropymon.metrics.groups import group_stats
+from entropymon.metrics.importance import importance_ess
+from entropymon.metrics.kl_modes import kl_target_modes
+from entropymon.metrics.stats import (
+    ENTROPY_HIST_EDGES, STATS_CLASSES, CovStats, EntropyStats, EssStats, GroupStats, KlModeStats, combine_ranks,
+    entropy_histogram, histogram_quantile,
+)
+from entropymon.registry import describe_metric
+
+
+def test_stats_module_does_not_import_torch():
+    code = "import sys, entropymon.metrics.stats, entropymon.metrics; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_histogram_matches_numpy_histogram_with_out_of_range_values_in_the_end_bins():
+    values = np.random.default_rng(0).exponential(1.0, 5000) * np.random.default_rng(1).choice([0.001, 1, 5], 5000)
+    values = np.concatenate([values, [0.0, 0.672, 13.0, 30.0]])
+    expected, _ = np.histogram(np.clip(values, 0, ENTROPY_HIST_EDGES[-1] - 1e-9), bins=ENTROPY_HIST_EDGES)
+    assert np.array_equal(entropy_histogram(values), expected)
+    assert np.all(np.diff(ENTROPY_HIST_EDGES) > 0) and 0.672 in ENTROPY_HIST_EDGES
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 12, allow_nan=False), min_size=1, max_size=200), st.sampled_from([0.1, 0.5, 0.8, 0.9]))
+def test_histogram_quantile_lies_in_the_bin_of_the_exact_quantile(values, q):
+    values = np.asarray(values)
+    estimate = histogram_quantile(entropy_histogram(values), q, values.max())
+    # the q-quantile's rank lies between the order statistics around it; its bins bound the estimate
+    rank = q * len(values)
+    ordered = np.sort(values)
+    low = ordered[max(math.ceil(rank) - 1, 0)]
+    high = ordered[min(math.ceil(rank), len(values) - 1)]
+    low_edge = ENTROPY_HIST_EDGES[np.searchsorted(ENTROPY_HIST_EDGES, low, side="right") - 1]
+    high_edge = ENTROPY_HIST_EDGES[np.searchsorted(ENTROPY_HIST_EDGES, high, side="right")]
+    assert low_edge - 1e-12 <= estimate <= min(high_edge, values.max()) + 1e-12
+
+
+# --- merge of split batches equals the whole batch, for every stats class ---------------------
+
+def _batches(seed, n_rows):
+    generator = torch.Generator().manual_seed(seed)
+    entropy = torch.rand(n_rows, 12, generator=generator, dtype=torch.float64) * 3  # (B, T)
+    mask = torch.rand(n_rows, 12, generator=generator) > 0.3
+    mask[:, 0] = True
+    logprobs = -torch.rand(n_rows, 12, generator=generator, dtype=torch.float64) * 4
+    old_logprobs = logprobs + torch.randn(n_rows, 12, generator=generator, dtype=torch.float64) * 0.3
+    advantages = torch.randn(n_rows, generator=generator, dtype=torch.float64)
+    rewards = (torch.rand(n_rows, generator=generator) > 0.5).double()
+    lengths = mask.sum(-1).double()
+    return entropy, mask, logprobs, old_logprobs, advantages, rewards, lengths
+
+
+def _all_stats(entropy, mask, logprobs, old_logprobs, advantages, rewards, lengths, groups, texts):
+    return {
+        EntropyStats: entropy_stats(entropy, mask, logprobs).stats,
+        CovStats: logprob_advantage_cov(logprobs, advantages, mask).stats,
+        GroupStats: group_stats(rewards, groups, lengths=lengths, advantages=advantages, texts=texts,
+                                answers=[t[:2] for t in texts], pass_k=(1, 2, 4)).stats,
+        EssStats: importance_ess(logprobs, old_logprobs, mask).stats,
+        KlModeStats: kl_target_modes(logprobs.sum(-1), rewards, groups, 0.7).stats,
+    }
+
+
+def _exact_metrics(metrics):
+    """The metrics with merge rule 'stats' (and counts/sums/max), which merging must reproduce."""
+    return {k: v for k, v in metrics.items() if describe_metric(k).merge != "approx"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10**6), st.integers(2, 9), st.integers(1, 8))
+def test_merge_of_split_batches_equals_the_whole_batch_for_every_stats_class(seed, groups_per_half, group_size):
+    n_rows = 2 * groups_per_half * group_size
+    data = _batches(seed, n_rows)
+    groups = np.repeat(np.arange(2 * groups_per_half), group_size)
+    texts = [" ".join(str(v) for v in np.random.default_rng(seed + i).integers(0, 4, 5)) for i in range(n_rows)]
+    half = n_rows // 2  # splits at a group boundary
+    whole = _all_stats(*data, groups, texts)
+    first = _all_stats(*(x[:half] for x in data), groups[:half], texts[:half])
+    second = _all_stats(*(x[half:] for x in data), groups[half:], texts[half:])
+    for cls in STATS_CLASSES:
+        merged = first[cls].merge(second[cls])
+        expected, actual = _exact_metrics(whole[cls].compute()), _exact_metrics(merged.compute())
+        assert expected.keys() == actual.keys(), cls
+        for name in expected:
+            assert actual[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-9), (cls.__name__, name)
+        assert cls.merged([first[cls], second[cls]]).to_columns() == merged.to_columns()
+        assert merged.merge(cls()).compute() == merged.compute()  # the empty stats are the identity
+
+
+def test_histogram_quantiles_of_merged_entropy_stats_are_within_a_bin_of_the_exact_ones():
+    entropy, mask, *_ = _batches(3, 40)
+    whole = entropy_stats(entropy, mask)
+    merged = entropy_stats(entropy[:20], mask[:20]).stats.merge(entropy_stats(entropy[20:], mask[20:]).stats)
+    widths = np.diff(ENTROPY_HIST_EDGES)
+    for name in ("entropy_p10", "entropy_p50", "entropy_p80", "entropy_p90"):
+        exact = whole.metrics[name]
+        bin_width = widths[np.searchsorted(ENTROPY_HIST_EDGES, exact, side="right") - 1]
+        assert abs(merged.compute()[name] - exact) <= bin_width
+
+
+def test_ess_stats_merge_rescales_batches_with_far_apart_shifts_exactly():
+    rng = np.random.default_rng(4)
+    log_w = np.concatenate([rng.normal(800, 1, 50), rng.normal(-800, 1, 50)])  # exp() overflows float64
+    lp = torch.tensor(log_w)
+    first = importance_ess(lp[:50], torch.zeros(50)).stats
+    second = importance_ess(lp[50:], torch.zeros(50)).stats
+    expected = math.exp(2 * logsumexp(log_w) - logsumexp(2 * log_w)) / len(log_w)
+    assert first.merge(second).compute()["ess_frac"] == pytest.approx(expected, rel=1e-12)
+    assert second.merge(first).compute()["ess_frac"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_columns_round_trip_and_are_all_stat_columns():
+    data = _batches(5, 8)
+    groups = np.repeat(np.arange(4), 2)
+    texts = ["a b c"] * 8
+    for cls, stats in _all_stats(*data, groups, texts).items():
+        columns = stats.to_columns()
+        assert all(name.startswith(f"stat/{cls.family}_") for name in columns)
+        assert cls.from_columns(columns) == stats
+        assert cls.from_columns({"step": 1}) is None
+    with pytest.raises(InputError, match=r"row: expected column 'stat/cov_sum_x'"):
+        CovStats.from_columns({"stat/cov_n": 3})
+
+
+# --- combine_ranks ---------------------------------------------------------------------------
+
+def _step_row(step, rank, data, groups, texts, extra=None):
+    stats = _all_stats(*data, groups, texts)
+    row = {"step": step, "rank": rank}
+    row.update(entropy_stats(data[0], data[1], data[2]).metrics)
+    for s in stats.values():
+        row.update(s.compute())
+        row.update(s.to_columns())
+    row.update(logprob_advantage_cov(data[2], data[4], data[1]).metrics)  # exact per-batch top shares
+    row.update(extra or {})
+    return row
+
+
+def test_combine_ranks_on_two_ranks_equals_one_rank_on_the_concatenated_batch():
+    data = _batches(6, 24)
+    groups = np.repeat(np.arange(8), 3)
+    texts = [f"w{i % 5} w{i % 3} end" for i in range(24)]
+    halves = [tuple(x[:12] for x in data), tuple(x[12:] for x in data)]
+    rows = [
+        _step_row(7, 1, halves[1], groups[12:], texts[12:], {"lr": 0.1, "trl/kl": 2.0, "time": 5.0, "dropped_rows": 3}),
+        _step_row(7, 0, halves[0], groups[:12], texts[:12], {"lr": 0.1, "trl/kl": 1.0, "time": 9.0, "dropped_rows": 4}),
+    ]
+    single = _step_row(7, 0, data, groups, texts)
+    combined = combine_ranks(pd.DataFrame(rows))
+    assert len(combined) == 1 and combined.loc[0, "n_ranks"] == 2 and "rank" not in combined
+    row = combined.loc[0]
+    for name, value in single.items():
+        info = describe_metric(name)
+        if name in ("step", "rank") or name.startswith("stat/") or info.merge == "approx":
+            continue
+        if isinstance(value, list):
+            assert list(row[name]) == value, name
+        else:
+            assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    assert row["trl/kl"] == 1.0 and row["lr"] == 0.1  # lowest rank / identical on every rank
+    assert row["time"] == 9.0 and row["dropped_rows"] == 7  # max / sum
+    assert row["stat/cov_n"] == single["stat/cov_n"]
+    # approx: the entropy quantiles from the merged histogram, top-token shares from per-rank tops
+    assert row["entropy_p50"] == pytest.approx(single["entropy_p50"], abs=0.5)
+    top = halves[0], halves[1]
+    per_rank = [logprob_advantage_cov(h[2], h[4], h[1]).stats for h in top]
+    expected_share = (per_rank[0].top_0_2pct_sum + per_rank[1].top_0_2pct_sum) / (single["cov_logp_adv"] * single["stat/cov_n"])
+    assert row["cov_top_0_2pct_share"] == pytest.approx(expected_share, rel=1e-9)
+
+
+def test_combine_ranks_keeps_single_rank_steps_unchanged_and_sorts_by_step():
+    frame = pd.DataFrame([
+        {"step": 2, "rank": 0, "entropy_mean": 0.5, "entropy_p50": 0.123, "custom": "x"},
+        {"step": 1, "rank": 3, "entropy_mean": 0.7, "entropy_p50": 0.456, "custom": "y"},
+    ])
+    combined = combine_ranks(frame)
+    assert combined["step"].tolist() == [1, 2] and combined["n_ranks"].tolist() == [1, 1]
+    assert combined["entropy_p50"].tolist() == [0.456, 0.123] and combined["custom"].tolist() == ["y", "x"]
+
+
+def test_combine_ranks_without_stat_columns_follows_registry_rules():
+    frame = pd.DataFrame([
+        {"step": 0, "rank": 0, "n_tokens": 10.0, "entropy_max": 1.0, "length_min": 4.0, "reward_func/acc": 0.2,
+         "entropy_hist": [1, 2, 0], "unknown": 1.0},
+        {"step": 0, "rank": 1, "n_tokens": 5.0, "entropy_max": 3.0, "length_min": 2.0, "reward_func/acc": 0.6,
+         "entropy_hist": [0, 1, 1], "unknown": 2.0},
+    ])
+    row = combine_ranks(frame).loc[0]
+    assert row["n_tokens"] == 15.0 and row["entropy_max"] == 3.0 and row["length_min"] == 2.0
+    assert row["reward_func/acc"] == pytest.approx(0.4) and list(row["entropy_hist"]) == [1, 3, 1]
+    assert row["unknown"] == 1.0
+
+
+def test_combine_ranks_requires_a_step_column():
+    with pytest.raises(InputError, match="steps: expected a 'step' column"):
+        combine_ranks(pd.DataFrame({"rank": [0]}))
