@@ -1,0 +1,83 @@
+"""Building the demo's TRL ``GRPOTrainer``: the settings measured to give a real collapse on a 2-core CPU.
+
+Why one builder: the demo, the end-to-end tests and the overhead benchmark all need the same job
+(same data, same reward, same seeds), so "with and without entropymon" compares like with like.
+Settings (``SCIENCE.md``, last section): 32 completions per step (4 prompts x 8 generations), at
+most 4 new tokens, AdamW at a constant lr 2e-4, beta 0 (no reference model), sampling
+temperature 1. Every log line is kept (``logging_steps=1``) so each step has TRL's own scalars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from entropymon.demo.task import MAX_ANSWER_TOKENS, Problem, correctness_reward
+from entropymon.errors import InputError
+
+
+@dataclass(frozen=True)
+class GrpoSettings:
+    """What the GRPO phase of the demo is run with (stored in ``run.json`` via the trainer's arguments)."""
+
+    steps: int = 200
+    seed: int = 0
+    temperature: float = 1.0
+    completions_per_step: int = 32  # per_device_train_batch_size: prompts x generations
+    num_generations: int = 8
+    lr: float = 2e-4
+    beta: float = 0.0
+    entropy_coef: float = 0.0
+    logging_steps: int = 1
+
+
+def check_settings(settings: GrpoSettings) -> GrpoSettings:
+    """Fail fast on settings TRL would reject later with a less helpful message."""
+    if isinstance(settings.steps, bool) or not isinstance(settings.steps, int) or settings.steps < 1:
+        raise InputError(f"steps: expected a positive int, got {settings.steps!r}")
+    if isinstance(settings.seed, bool) or not isinstance(settings.seed, int):
+        raise InputError(f"seed: expected an int, got {settings.seed!r}")
+    if not isinstance(settings.temperature, (int, float)) or not settings.temperature > 0:
+        raise InputError(f"temperature: expected a number > 0, got {settings.temperature!r}")
+    if settings.num_generations < 2 or settings.completions_per_step % settings.num_generations:
+        raise InputError(f"completions_per_step: expected a multiple of num_generations={settings.num_generations} "
+                         f"(>= 2), got {settings.completions_per_step!r}")
+    return settings
+
+
+def problems_dataset(problems: list[Problem]):
+    """A ``datasets.Dataset`` with a ``prompt`` column (plain text) and the ``answer`` the reward checks."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": [p.prompt for p in problems], "answer": [p.answer for p in problems]})
+
+
+def grpo_config(settings: GrpoSettings, output_dir: str):
+    """``GRPOConfig`` for the demo on the CPU: no checkpoints, no reporting, float32, a constant lr."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=output_dir, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+        max_steps=settings.steps, seed=settings.seed, data_seed=settings.seed,
+        per_device_train_batch_size=settings.completions_per_step, num_generations=settings.num_generations,
+        max_completion_length=MAX_ANSWER_TOKENS, temperature=float(settings.temperature),
+        learning_rate=settings.lr, lr_scheduler_type="constant", beta=settings.beta,
+        entropy_coef=settings.entropy_coef, logging_steps=settings.logging_steps, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def build_grpo_trainer(model, tokenizer, problems: list[Problem], settings: GrpoSettings, output_dir: str,
+                       reward_funcs=None):
+    """A ready-to-train ``GRPOTrainer`` on ``problems``, rewarded by ``reward_funcs`` (default: the exact answer).
+
+    The Trainer's own console printing of every log dict is removed (the demo prints its own lines).
+    """
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import GRPOTrainer
+
+    check_settings(settings)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs or [correctness_reward], args=grpo_config(settings, output_dir),
+                          train_dataset=problems_dataset(problems), processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer

@@ -1,0 +1,95 @@
+"""``EntropymonCallback``: the scalar curves of any Hugging Face ``Trainer``, as an entropymon run.
+
+Why only scalars: for trainers whose internals we do not reach (SFT, DPO, a custom RL trainer)
+the logged curves are all there is, and they are enough for the law R = -a*e^H + b when they
+include an entropy and a reward or accuracy. Every numeric value the trainer logs is kept as
+``hf/<name>``; the keys whose meaning is unambiguous are also written under entropymon's names
+(``entropy`` -> ``entropy_mean``, ``reward`` -> ``reward_mean``, a single ``eval_*acc*`` ->
+``eval_accuracy``, ``learning_rate`` -> ``lr``; the full table is in ``integrations.scalars``).
+The trainer's end-of-training summary (``train_runtime`` ...) is not a step and is skipped.
+
+Only the main process writes (logged values are already global), one row per logging step, to
+a ``RunLog`` opened when training begins and closed when it ends. No torch is needed here.
+
+Usage::
+
+    trainer = Trainer(model=..., args=TrainingArguments(..., logging_steps=10), ...,
+                      callbacks=[EntropymonCallback("runs", run="sft-baseline")])
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+from transformers import TrainerCallback
+
+from entropymon.errors import InputError
+from entropymon.integrations.scalars import canonical_scalars, is_training_summary, numeric_scalars, prefixed
+
+HF_PREFIX = "hf"
+
+
+class EntropymonCallback(TrainerCallback):
+    """Records a Hugging Face Trainer's logged scalars into ``logdir/run`` (steps table).
+
+    Args:
+        logdir: folder holding one subfolder per run.
+        run: the run's folder name (a fresh name is made when None).
+        config: extra settings for ``run.json`` (the trainer's JSON-able arguments are added).
+        rename: also write the unambiguous keys under entropymon's names (see the module docstring).
+    """
+
+    def __init__(self, logdir="runs", run: str | None = None, config: Mapping | None = None, *, rename: bool = True):
+        if config is not None and not isinstance(config, Mapping):
+            raise InputError(f"config: expected a dict or None, got {type(config).__name__}")
+        self.logdir = logdir
+        self.run = run
+        self.config = dict(config or {})
+        self.rename = bool(rename)
+        self.log = None  # the RunLog, open between on_train_begin and on_train_end
+        self.path = None  # the run folder, once training has begun
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.log is not None or not state.is_world_process_zero:
+            return
+        from entropymon.log.writer import RunLog
+
+        self.log = RunLog(self.logdir, self.run, {**_args_config(args), **self.config})
+        self.path = self.log.path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.log is None or is_training_summary(logs):
+            return
+        try:
+            scalars = numeric_scalars(logs)
+            if not scalars:
+                return
+            row = prefixed(scalars, HF_PREFIX)
+            if self.rename:
+                row.update(canonical_scalars(scalars))
+            self.log.log_step(state.global_step, row)
+        except Exception as error:  # noqa: BLE001 - monitoring never breaks training
+            warnings.warn(f"entropymon: could not record the trainer's logged scalars ({error})", RuntimeWarning,
+                          stacklevel=2)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.log is None:
+            return
+        log, self.log = self.log, None
+        try:
+            log.close()
+        except Exception as error:  # noqa: BLE001
+            warnings.warn(f"entropymon: closing the run log failed ({error})", RuntimeWarning, stacklevel=2)
+
+
+def _args_config(args) -> dict:
+    """The JSON-able part of ``TrainingArguments`` for ``run.json``."""
+    try:
+        raw = args.to_dict()
+    except Exception:  # noqa: BLE001
+        raw = {}
+    settings = {name: value for name, value in raw.items()
+                if isinstance(value, (str, int, float, bool)) or value is None}
+    return {"integration": "hf", "args": settings}
