@@ -95,6 +95,5 @@ def demo(
         from entropymon.errors import IntegrationError
 
         raise IntegrationError(f"the demo needs torch and TRL: pip install 'entropymon[trl]' ({error})") from None
-    result = run_demo(steps=steps, logdir=str(logdir), run=run, seed=seed, dashboard=show_dashboard, host=host, port=port)
-    if result is not None:
-        output.stdout.print(f"demo run written to {result}", markup=False)
+    # run_demo prints its progress, where the run is and the commands to look at it next
+    run_demo(steps=steps, logdir=str(logdir), run=run, seed=seed, dashboard=show_dashboard, host=host, port=port)
