@@ -23,7 +23,7 @@ import pytest
 from entropymon.log.reader import read_run
 from entropymon.log.writer import RunLog
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parent / "data"  # real_curves/ copied from public logs
 REAL_CURVES = sorted((SHARED / "real_curves").glob("*/curve.csv"))
 VERL_RUN = "verl_gsm8k_ppo_qwen05b"
 DIVERGING_RUN = "trl_grpo_qwen25_7b_gsm8k_s43_collapse"
@@ -311,8 +311,7 @@ def test_import_of_an_unknown_kind_or_a_garbage_file_is_a_one_line_user_error(tm
 
 @pytest.fixture(scope="module")
 def real_logdir(tmp_path_factory) -> Path:
-    if not REAL_CURVES:
-        pytest.skip(f"no public curves at {SHARED / 'real_curves'}")
+    assert len(REAL_CURVES) == 6, f"expected the 6 public curves under {SHARED / 'real_curves'}"
     root = tmp_path_factory.mktemp("real")
     for curve in REAL_CURVES:
         result = entropymon("import", "csv", curve, "--out", root / curve.parent.name)
@@ -330,14 +329,11 @@ def test_every_public_curve_summarises_with_skill_and_baselines(real_logdir):
         assert "skill" in item and "trustworthy" in item and item["reason"]
         if item["forecast"].get("backtest", {}).get("n_origins"):
             assert set(item["forecast"]["backtest"]["baseline_rmse"]) == {"last_value", "window_mean", "linear_trend"}
-    if DIVERGING_RUN in summaries:
-        assert summaries[DIVERGING_RUN]["trustworthy"] is False
-        assert any(a["rule"] == "left_law_regime" for a in summaries[DIVERGING_RUN]["alerts"])
+    assert summaries[DIVERGING_RUN]["trustworthy"] is False
+    assert any(a["rule"] == "left_law_regime" for a in summaries[DIVERGING_RUN]["alerts"])
 
 
 def test_verl_public_run_in_sample_r2_is_095(real_logdir):
-    if not (real_logdir / VERL_RUN).exists():
-        pytest.skip("the veRL curve is not among the public curves")
     result = entropymon("fit", real_logdir / VERL_RUN, "--warmup", "none", "--json", "--bootstrap", "200")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -352,8 +348,6 @@ def test_verl_public_run_in_sample_r2_is_095(real_logdir):
 
 
 def test_diverging_public_run_is_not_given_a_trustworthy_ceiling(real_logdir):
-    if not (real_logdir / DIVERGING_RUN).exists():
-        pytest.skip("the diverging curve is not among the public curves")
     result = entropymon("fit", real_logdir / DIVERGING_RUN)
     assert result.returncode == 0, result.stderr
     assert "verdict: do not trust this ceiling" in result.stdout

@@ -23,7 +23,7 @@ from entropymon.importers.trl import import_trl
 from entropymon.importers.verl import import_verl
 from entropymon.log.reader import read_run
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parent / "data"  # real_curves/ copied from public logs
 REAL_CURVES = sorted((SHARED / "real_curves").glob("*/curve.csv"))
 
 
@@ -63,7 +63,6 @@ def test_csv_maps_train_reward_to_reward_mean_and_val_accuracy_to_eval_accuracy(
     assert column(steps, "import/kl").to_dict() == {0: 0.0, 1: 0.01, 2: 0.02}
 
 
-@pytest.mark.skipif(not REAL_CURVES, reason=f"no public curves at {SHARED / 'real_curves'}")
 @pytest.mark.parametrize("curve", REAL_CURVES, ids=lambda p: p.parent.name)
 def test_csv_import_of_each_public_curve_keeps_every_point(tmp_path, curve):
     expected = pd.read_csv(curve)
