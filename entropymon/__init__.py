@@ -27,6 +27,7 @@ _EXPORTS = {
     "RunLog": "entropymon.log.writer",
     "read_run": "entropymon.log.reader",
     "list_runs": "entropymon.log.reader",
+    "read_table": "entropymon.log.reader",
     "compact_run": "entropymon.log.compact",
     # hooks
     "Monitor": "entropymon.hooks.monitor",
@@ -35,6 +36,9 @@ _EXPORTS = {
     "fit_run_law": "entropymon.analysis.law",
     "early_prediction": "entropymon.analysis.prediction",
     "backtest": "entropymon.analysis.prediction",
+    "ceiling_curve": "entropymon.analysis.prediction",
+    "forecast_ceiling": "entropymon.analysis.forecast",
+    "goodness_of_fit": "entropymon.analysis.goodness",
     "entropy_dynamics": "entropymon.analysis.dynamics",
     "diagnose": "entropymon.analysis.alerts",
     "compare_runs": "entropymon.analysis.compare",

@@ -34,3 +34,22 @@ def test_readme_opens_with_setup_and_test_commands():
     # the test command is exactly what CI runs
     ci = (README.parent / ".ci" / "run").read_text()
     assert "pytest" in ci
+
+
+def test_every_name_the_readme_imports_exists():
+    """A snippet that cannot be imported is a broken promise; check every `from entropymon... import`."""
+    import importlib
+
+    text = README.read_text()
+    imports = re.findall(r"^from (entropymon[\w.]*) import ([\w, ]+)$", text, re.M)
+    assert imports, "README shows no `from entropymon import ...` line"
+    for module, names in imports:
+        loaded = importlib.import_module(module)
+        for name in (n.strip() for n in names.split(",")):
+            assert hasattr(loaded, name), f"README imports {name} from {module}, which has no such name"
+
+
+def test_every_file_the_readme_links_exists():
+    text = README.read_text()
+    for target in re.findall(r"\]\(((?!https?:|#)[^)]+)\)", text):
+        assert (README.parent / target).exists(), f"README links to {target}, which does not exist"
