@@ -4,8 +4,8 @@ Why its own module: this is the one computation that touches the full ``(..., V)
 for a 150k vocabulary are the largest tensor in a training step. A naive
 ``softmax(z) * log_softmax(z)`` makes several full-size float32 temporaries (gigabytes on a GPU,
 hundreds of megabytes on a CPU). Here the rows are processed in chunks sized from a small fixed
-scratch budget; per chunk, one pass computes the row max, the shifted logits, their exponentials
-and two reductions:
+scratch budget; per chunk, passes over the cache-resident buffers compute the row max, the shifted
+logits, their exponentials and two row sums, and the entropy is formed from those sums at the end:
 
     s = z/tau - max(z/tau)        S = sum(exp(s))
     H = log S - sum(exp(s) * s) / S            log pi(y) = s[y] - log S
@@ -23,9 +23,10 @@ from entropymon.errors import InputError
 from entropymon.metrics._validate import bool_mask, positive_number
 
 # Scratch memory for the two float32 work buffers of one chunk. On a CPU a chunk that fits in the
-# L2 cache keeps the five passes over it cache-resident (measured in benchmarks/entropy.py); on a
-# GPU large chunks amortise kernel launches.
-CPU_SCRATCH_BYTES = 2 * 2**20
+# L2 cache keeps the passes over it cache-resident: 1 MiB (4 rows of a 32k vocabulary) was the
+# fastest of 256 KiB..4 MiB with 1 and 2 threads (benchmarks/README.entropy.md); on a GPU large
+# chunks amortise kernel launches.
+CPU_SCRATCH_BYTES = 2**20
 GPU_SCRATCH_BYTES = 512 * 2**20
 
 
@@ -102,14 +103,14 @@ def _entropy_pass(logits, token_ids, temperature, mask, scratch_bytes):
     work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     budget = scratch_bytes or (GPU_SCRATCH_BYTES if logits.device.type != "cpu" else CPU_SCRATCH_BYTES)
     chunk = max(1, min(n_rows, int(budget) // (2 * vocab * torch.finfo(work_dtype).bits // 8)))
-    shifted = torch.empty(chunk, vocab, dtype=work_dtype, device=logits.device)  # (C, V) s
-    exps = torch.empty_like(shifted)  # (C, V) exp(s)
+    scratch = _Scratch(chunk, vocab, work_dtype, logits.device)
 
-    entropy = torch.zeros(n_rows, dtype=work_dtype, device=logits.device)  # (N,)
-    logprob = torch.zeros(n_rows, dtype=work_dtype, device=logits.device) if ids is not None else None
+    # per-row sums, reduced to entropy once at the end: rows never computed keep S = 1, sum = 0
+    total = torch.ones(n_rows, dtype=work_dtype, device=logits.device)  # (N,) S = sum exp(s)
+    weighted = torch.zeros(n_rows, dtype=work_dtype, device=logits.device)  # (N,) sum exp(s) * s
+    picked = torch.zeros(n_rows, dtype=work_dtype, device=logits.device) if ids is not None else None  # (N,) s[y]
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
-        block, where = rows[start:stop], slice(start, stop)  # (R, V)
         if valid is not None:
             block_valid = valid[start:stop]
             n_valid = int(block_valid.sum())
@@ -117,13 +118,18 @@ def _entropy_pass(logits, token_ids, temperature, mask, scratch_bytes):
                 continue
             if 2 * n_valid < stop - start:  # mostly padding: gather the valid rows (chunk-bounded copy)
                 where = start + block_valid.nonzero().squeeze(-1)
-                block = rows[where]
-        block_ids = None if ids is None else ids[where]
-        h, lp = _chunk_entropy(block, block_ids, inv_temperature, shifted, exps)
-        entropy[where] = h
-        if lp is not None:
-            logprob[where] = lp
+                sums = _chunk_sums(rows[where], None if ids is None else ids[where], inv_temperature, scratch)
+                total[where], weighted[where] = sums[0], sums[1]
+                if picked is not None:
+                    picked[where] = sums[2]
+                continue
+        where = slice(start, stop)
+        _chunk_sums(rows[where], None if ids is None else ids[where], inv_temperature, scratch,
+                    out=(total[where], weighted[where], None if picked is None else picked[where]))
 
+    log_total = total.log()  # (N,)
+    entropy = log_total - weighted / total  # H = log S - sum(exp(s) * s) / S
+    logprob = None if picked is None else picked - log_total  # log pi(y) = s[y] - log S
     if valid is not None:
         entropy.masked_fill_(~valid, 0.0)
         if logprob is not None:
@@ -136,26 +142,43 @@ def _entropy_pass(logits, token_ids, temperature, mask, scratch_bytes):
     return entropy, logprob
 
 
-def _chunk_entropy(block, block_ids, inv_temperature, shifted_buf, exps_buf):
-    """Entropy (and log-prob of block_ids) of the rows of block (R, V), in the buffers' dtype."""
+class _Scratch:
+    """The fixed work buffers of one chunk: shifted logits s and exp(s), (C, V), and the row max (C, 1)."""
+
+    def __init__(self, rows: int, vocab: int, dtype: torch.dtype, device: torch.device):
+        self.shifted = torch.empty(rows, vocab, dtype=dtype, device=device)  # (C, V)
+        self.exps = torch.empty_like(self.shifted)  # (C, V)
+        self.row_max = torch.empty(rows, 1, dtype=dtype, device=device)  # (C, 1)
+
+
+def _chunk_sums(block, block_ids, inv_temperature, scratch: _Scratch, out=None):
+    """(S, sum exp(s) * s, s[y]) of the rows of block (R, V), s = (z - max z)/tau, in float32/64.
+
+    Five passes over a cache-sized chunk, all into preallocated buffers (``out`` when given):
+    max, shift, exp, two row sums; the product is formed in place in the shifted buffer.
+    """
     n = block.shape[0]
-    shifted, exps = shifted_buf[:n], exps_buf[:n]  # (R, V)
+    shifted, exps, row_max = scratch.shifted[:n], scratch.exps[:n], scratch.row_max[:n]  # (R, V), (R, 1)
     if block.dtype == shifted.dtype:
-        row_max = block.amax(-1, keepdim=True)  # (R, 1)
+        torch.amax(block, -1, keepdim=True, out=row_max)
         torch.sub(block, row_max, out=shifted)
     else:  # bf16/fp16: convert first, so the subtraction is done in float32
         shifted.copy_(block)
-        shifted.sub_(shifted.amax(-1, keepdim=True))
+        torch.amax(shifted, -1, keepdim=True, out=row_max)
+        shifted.sub_(row_max)
     if inv_temperature != 1.0:
         shifted.mul_(inv_temperature)  # (z - max z)/tau == z/tau - max(z/tau) for tau > 0
     torch.exp(shifted, out=exps)
-    total = exps.sum(-1)  # (R,) S >= 1
-    log_total = total.log()
-    entropy = log_total - torch.linalg.vecdot(exps, shifted) / total  # (R,)
-    logprob = None
+    total_out, weighted_out, picked_out = out if out is not None else (None, None, None)
+    picked = None
     if block_ids is not None:
-        logprob = shifted.gather(1, block_ids.unsqueeze(-1)).squeeze(-1) - log_total  # (R,)
-    return entropy, logprob
+        picked = shifted.gather(1, block_ids.unsqueeze(-1)).squeeze(-1)  # (R,) s[y], before the in-place product
+        if picked_out is not None:
+            picked_out.copy_(picked)
+    total = torch.sum(exps, -1, out=total_out) if total_out is not None else exps.sum(-1)  # (R,) S >= 1
+    shifted.mul_(exps)  # (R, V) exp(s) * s
+    weighted = torch.sum(shifted, -1, out=weighted_out) if weighted_out is not None else shifted.sum(-1)  # (R,)
+    return total, weighted, picked
 
 
 def _raise_on_nonfinite(entropy, lead_shape):
