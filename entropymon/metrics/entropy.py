@@ -24,7 +24,7 @@ from entropymon.metrics._validate import bool_mask, positive_number
 
 # Scratch memory for the two float32 work buffers of one chunk. On a CPU a chunk that fits in the
 # L2 cache keeps the passes over it cache-resident: 1 MiB (4 rows of a 32k vocabulary) was the
-# fastest of 256 KiB..4 MiB with 1 and 2 threads (benchmarks/README.entropy.md); on a GPU large
+# fastest of 256 KiB..4 MiB with 1 and 2 threads (benchmarks/README.md); on a GPU large
 # chunks amortise kernel launches.
 CPU_SCRATCH_BYTES = 2**20
 GPU_SCRATCH_BYTES = 512 * 2**20
