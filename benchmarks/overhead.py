@@ -63,7 +63,7 @@ def time_job(variant: dict | None, steps: int, vocab: int, seed: int, workdir: P
     tokenizer = build_tokenizer(vocab_size=vocab)
     train, _ = split_problems(seed)
     model = build_model(vocab_size=vocab, seed=seed)
-    settings = GrpoSettings(steps=steps, seed=seed)
+    settings = GrpoSettings(steps=steps, seed=seed, completions_per_step=32)  # the figures in README.md
     trainer = build_grpo_trainer(model, tokenizer, train, settings, str(workdir / "trainer"),
                                  reward_funcs=[completion_length_reward])
     timer = StepTimes()

@@ -368,3 +368,18 @@ def test_dashboard_default_logdir_falls_back_to_the_bundled_sample_runs(tmp_path
 
 def test_demo_with_zero_steps_is_a_one_line_user_error(tmp_path):
     assert_user_error(entropymon("demo", "--steps", "0", "--no-dashboard", "--logdir", tmp_path), "--steps")
+
+
+@pytest.mark.slow
+def test_demo_through_the_console_script_trains_and_writes_a_run_the_cli_can_read(tmp_path):
+    """The README's first command, shortened: a real warm start and real GRPO steps, then `summary` reads it."""
+    pytest.importorskip("trl")
+    logdir = tmp_path / "runs"
+    result = entropymon("demo", "--steps", "4", "--no-dashboard", "--logdir", logdir, "--run", "smoke")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "step 4/4" in result.stdout and "entropymon summary" in result.stdout
+    steps = pd.read_parquet(next((logdir / "smoke" / "steps").glob("*.parquet")))
+    assert sorted(steps.loc[steps["entropy_mean"].notna(), "step"]) == [1, 2, 3, 4]
+    assert ((steps["entropy_mean"] - steps["trl/entropy"]).abs().dropna() < 1e-3).all()
+    listed = entropymon("list", logdir, "--json")
+    assert listed.returncode == 0 and "smoke" in listed.stdout

@@ -74,7 +74,7 @@ def dashboard(
 
 
 def demo(
-    steps: Annotated[int, typer.Option(help="GRPO steps to train.", min=1)] = 200,
+    steps: Annotated[int, typer.Option(help="GRPO steps to train.", min=1)] = 500,
     logdir: Annotated[Path, typer.Option(help="Folder the run is written to.")] = DEFAULT_LOGDIR,
     run: Annotated[Optional[str], typer.Option(help="Run name (default: date-time-host).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

@@ -9,7 +9,7 @@ compacted (one Parquet file per table) so the folder stays small; token rows are
 Run from the repository root (takes a few minutes on a 2-core CPU)::
 
     python -m entropymon.demo.make_sample_logs                 # -> sample_logs/
-    python -m entropymon.demo.make_sample_logs --steps 300 --out /tmp/samples
+    python -m entropymon.demo.make_sample_logs --steps 100 --out /tmp/samples
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import shutil
 import warnings
 from pathlib import Path
 
+from entropymon.demo.grpo import GrpoSettings
 from entropymon.demo.run import CACHE_FOLDER, run_demo
 
 SAMPLE_RUNS = {"grpo-temp1.0": 1.0, "grpo-temp1.3": 1.3}  # run name -> sampling temperature
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = GrpoSettings.steps  # the demo's default
 DEFAULT_SEED = 0
 
 

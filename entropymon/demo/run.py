@@ -24,7 +24,7 @@ from entropymon.demo.warmstart import WarmStartSettings, load_or_warm_start
 CACHE_FOLDER = ".demo_cache"
 
 
-def run_demo(steps: int = 200, logdir="runs", run: str | None = None, seed: int = 0, dashboard: bool = True,
+def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = None, seed: int = 0, dashboard: bool = True,
              host: str = "127.0.0.1", port: int = 8050, temperature: float = 1.0, *, eval_every: int = 10,
              print_every: int = 10, warmstart_steps: int = WarmStartSettings.steps, entropy_coef: float = 0.0,
              token_rows_every: int = 10, token_rows_per_step: int = 4, keep_serving: bool | None = None,
@@ -32,7 +32,7 @@ def run_demo(steps: int = 200, logdir="runs", run: str | None = None, seed: int 
     """Warm-start, then train with GRPO for ``steps`` steps with entropymon attached; returns the run folder.
 
     Args:
-        steps: GRPO optimisation steps (32 completions each: 4 prompts x 8 generations).
+        steps: GRPO optimisation steps (64 completions each: 8 prompts x 8 generations).
         logdir, run: where the run goes (``run`` None: a fresh date-time-host name).
         seed: seeds the problem split, the warm start and GRPO; the same seed gives the same run.
         dashboard: serve ``entropymon_dashboard`` on ``logdir`` at ``host:port`` while training.
