@@ -139,18 +139,29 @@ def _first(flags: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def _entropy_collapse(ctx: _Context, p: dict) -> Alert | None:
-    column = next((c for c in (ctx.entropy, *_ENTROPY_COLUMNS) if finite_count(ctx.frame, c) > p["start_points"]), None)
-    if column is None:
-        return None
-    steps, values, smoothed = _series(ctx.frame, column, p["window"])
+def _fall_below_start(values, smoothed, p: dict):
+    """(index, start, limit) of the first smoothed value below ``threshold`` x the mean of the first
+    ``start_points`` values; None when it never falls there or the start is not positive.
+
+    Both "entropy collapsed" and "pass@k met pass@1" are falls relative to where the run began,
+    because absolute levels differ from task to task."""
     start = float(values[: p["start_points"]].mean())
     if start <= 0:
         return None
     limit = p["threshold"] * start
     i = _first(smoothed < limit)
-    if i is None:
+    return None if i is None else (i, start, limit)
+
+
+def _entropy_collapse(ctx: _Context, p: dict) -> Alert | None:
+    column = next((c for c in (ctx.entropy, *_ENTROPY_COLUMNS) if finite_count(ctx.frame, c) > p["start_points"]), None)
+    if column is None:
         return None
+    steps, values, smoothed = _series(ctx.frame, column, p["window"])
+    found = _fall_below_start(values, smoothed, p)
+    if found is None:
+        return None
+    i, start, limit = found
     return Alert("entropy_collapse", "critical", steps[i], smoothed[i], limit,
                  f"Entropy ({column}) fell to {smoothed[i]:.3g} nats at step {steps[i]:g}, below "
                  f"{p['threshold']:.0%} of its starting {start:.3g} nats.")
@@ -210,13 +221,10 @@ def _pass_at_k_converging(ctx: _Context, p: dict) -> Alert | None:
     steps, values, smoothed = _series(gap_frame, "gap", p["window"])
     if values.size <= p["start_points"]:
         return None
-    start = float(values[: p["start_points"]].mean())
-    if start <= 0:
+    found = _fall_below_start(values, smoothed, p)
+    if found is None:
         return None
-    limit = p["threshold"] * start
-    i = _first(smoothed < limit)
-    if i is None:
-        return None
+    i, start, limit = found
     return Alert("pass_at_k_converging", "warning", steps[i], smoothed[i], limit,
                  f"pass@{k} - pass@1 shrank to {smoothed[i]:.3g} at step {steps[i]:g}, below "
                  f"{p['threshold']:.0%} of its starting {start:.3g}: samples are losing diversity.")
