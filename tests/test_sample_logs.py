@@ -1,0 +1,55 @@
+"""The bundled sample runs are what the README and sample_logs/README.md say they are, and the
+whole offline analysis runs on them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from entropymon import read_run
+
+SAMPLE_LOGS = Path(__file__).resolve().parents[1] / "sample_logs"
+RUNS = {"grpo-temp1.0": 1.0, "grpo-temp1.3": 1.3}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_each_sample_run_is_a_real_collapse_with_rising_accuracy(name):
+    steps = read_run(SAMPLE_LOGS / name).step_metrics
+    entropy = steps["entropy_mean"].dropna().to_numpy()
+    accuracy = steps["eval_accuracy"].dropna().to_numpy()
+    assert len(entropy) >= 300
+    assert entropy[-30:].mean() < 0.7 * entropy[:30].mean()  # entropy falls by more than 30%
+    assert accuracy[-5:].mean() > accuracy[0] + 0.1  # while held-out accuracy rises
+    # our token-mean entropy is TRL's own logged entropy, step by step
+    assert np.nanmax(np.abs(steps["entropy_mean"] - steps["trl/entropy"])) < 1e-3
+
+
+def test_the_two_sample_runs_differ_only_in_sampling_temperature():
+    configs = {name: read_run(SAMPLE_LOGS / name).meta["config"] for name in RUNS}
+    base, hot = configs["grpo-temp1.0"]["demo"]["grpo"], configs["grpo-temp1.3"]["demo"]["grpo"]
+    assert {key for key in base if base[key] != hot[key]} == {"temperature"}
+    assert (base["temperature"], hot["temperature"]) == (RUNS["grpo-temp1.0"], RUNS["grpo-temp1.3"])
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_fit_reports_early_prediction_error_skill_and_baselines_on_a_sample_run(name):
+    result = subprocess.run(["entropymon", "fit", str(SAMPLE_LOGS / name), "--json", "--bootstrap", "100"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    early = out["early_prediction"]
+    assert early["n_fit"] >= 3 and early["n_test"] > early["n_fit"]
+    assert set(early["baseline_rmse"]) == {"last_value", "window_mean", "linear_trend"}
+    # the skill is the documented formula over the numbers it reports
+    best = min(early["baseline_rmse"].values())
+    assert early["skill"] == pytest.approx(1 - early["law_rmse"] / best)
+    assert isinstance(out["trustworthy"], bool) and out["reason"]
+    # held-out accuracy is the law's R when present
+    assert out["fit"]["performance_column"] == "eval_accuracy"
+    steps = pd.read_parquet(next((SAMPLE_LOGS / name / "steps").glob("*.parquet")))
+    assert out["fit"]["n"] <= steps["eval_accuracy"].notna().sum()
