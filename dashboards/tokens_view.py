@@ -106,7 +106,8 @@ def completions_view(samples: pd.DataFrame, tokens: pd.DataFrame, color_by: str 
         token_rows = by_sample.get((row.rank, row.sample_id))
         if token_rows is not None:
             body = completion_spans(token_rows, color_by, scale)
-        else:
+        else:  # say so, or plain text would read as tokens of zero entropy
+            header.append("text only: its tokens were not sampled")
             text = getattr(row, "text", None)
             body = [html.Span(text if isinstance(text, str) else "(no text or token rows logged for this completion)",
                               className="plain")]

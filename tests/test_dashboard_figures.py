@@ -389,3 +389,20 @@ def test_keep_zoom_applies_the_users_ranges_to_a_copy():
     assert zoomed_ranges({"xaxis.autorange": True, "yaxis.autorange": True}) == {}
     assert zoomed_ranges({"xaxis.range": [2, 4]}) == {"xaxis": [2, 4]}
     assert keep_zoom(fig, None) is fig
+
+
+def test_completions_with_token_rows_come_first_and_the_others_say_their_tokens_were_not_sampled():
+    from entropymon_dashboard.tokens_view import completions_view
+
+    samples = pd.DataFrame({"step": [3, 3, 3], "rank": [0, 0, 0], "sample_id": [0, 1, 2], "reward": [1.0, 0.0, 1.0],
+                            "advantage": [0.5, -0.5, 0.5], "entropy_mean": [0.2, 0.3, 0.4], "text": ["a b", "c d", "e f"]})
+    tokens = pd.DataFrame({"step": [3, 3], "rank": [0, 0], "sample_id": [2, 2], "position": [0, 1],
+                           "token_text": ["e", " f"], "token_id": [5, 6], "entropy": [0.1, 0.7],
+                           "logprob": [-0.1, -0.9], "advantage": [0.5, 0.5], "cov": [0.01, -0.02]})
+    blocks = completions_view(samples, tokens)
+    headers = [block.children[0].children for block in blocks]
+    assert headers[0].startswith("step 3 · sample 2")  # the sampled one first
+    spans = blocks[0].children[1].children
+    assert [span.children for span in spans] == ["e", " f"]
+    assert all("not sampled" in header for header in headers[1:])
+    assert "not sampled" not in headers[0]
