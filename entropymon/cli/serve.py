@@ -95,5 +95,9 @@ def demo(
         from entropymon.errors import IntegrationError
 
         raise IntegrationError(f"the demo needs torch and TRL: pip install 'entropymon[trl]' ({error})") from None
+    import warnings
+
+    # transformers' own deprecation notices about arguments TRL passes are not the user's to act on
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
     # run_demo prints its progress, where the run is and the commands to look at it next
     run_demo(steps=steps, logdir=str(logdir), run=run, seed=seed, dashboard=show_dashboard, host=host, port=port)
