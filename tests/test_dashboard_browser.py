@@ -150,3 +150,45 @@ def test_token_view_shows_text_coloured_by_entropy(page):
     page.locator("#token-color input[value='cov']").check()
     page.wait_for_function("() => [...document.querySelectorAll('#token-completions span.token')]"
                            ".some(e => getComputedStyle(e).backgroundColor.startsWith('rgba(31, 119, 180'))")
+
+
+SAMPLE_LOGS = Path(__file__).resolve().parents[1] / "sample_logs"
+SAMPLE_GRAPHS = ("entropy-curves", "performance-curves", "entropy-heatmap", "entropy-quantiles", "forking-share",
+                 "law-scatter", "law-prediction", "law-ceiling", "cov-forms", "cov-dh", "cov-split", "cov-top",
+                 "div-zero-std", "div-pass-k", "div-length")
+
+
+def test_the_bundled_sample_runs_render_on_every_page(browser):
+    """The app on the real demo runs in sample_logs/: each page draws real data, the law panel
+    says in words that this noisy run's ceiling is not to be trusted, tokens are coloured."""
+    handle = serve(SAMPLE_LOGS, port=0, background=True, poll_interval_s=5.0)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "favicon" not in m.text else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(handle.url)
+        page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"run\"]').length >= 2")
+        runs = sorted(r.strip() for r in page.locator("#runs-table td[data-dash-column='run']").all_inner_texts())
+        assert runs == ["grpo-temp1.0", "grpo-temp1.3"]
+        page.screenshot(path=str(SCREENSHOTS / "sample_runs.png"), full_page=True)
+
+        page.locator("#runs-table td input[type='checkbox']").nth(1).check()
+        open_tab(page, "Run view")
+        for graph_id in SAMPLE_GRAPHS:
+            wait_for_data(page, graph_id)
+        page.wait_for_function(f"() => ({TRACE_NAMES})('entropy-curves').length === 2")
+        assert page.evaluate(MAX_STEP, "entropy-curves") == 500
+        assert "does not predict this run yet" in page.locator("#law-verdict").inner_text()
+        page.screenshot(path=str(SCREENSHOTS / "sample_run_view.png"), full_page=True)
+
+        open_tab(page, "Tokens")
+        page.wait_for_selector("#token-completions span.token")
+        assert page.locator("#token-completions span.token").count() > 5
+        page.screenshot(path=str(SCREENSHOTS / "sample_tokens.png"), full_page=True)
+    finally:
+        context.close()
+        handle.shutdown()
+    assert errors == [], f"browser console errors: {errors}"

@@ -98,7 +98,8 @@ def reference_group_metrics(rewards, groups, correct, answers, token_lists, leng
     for idx in members.values():
         if len(idx) < 2:
             continue
-        sets = [{tuple(token_lists[i][j:j + overlap_n]) for j in range(len(token_lists[i]) - overlap_n + 1)} for i in idx]
+        sets = [{tuple(token_lists[i][j:j + overlap_n]) for j in range(len(token_lists[i]) - overlap_n + 1)}
+                or {tuple(token_lists[i])} for i in idx]  # shorter than n: the whole completion is one gram
         pairs = [len(a & b) / len(a | b) if a | b else 1.0 for a, b in itertools.combinations(sets, 2)]
         overlaps.append(np.mean(pairs))
     out["ngram_overlap"] = np.mean(overlaps)
@@ -226,3 +227,10 @@ def test_group_order_does_not_change_any_metric(items):
 def test_bad_input_raises_input_error_naming_the_argument(call, message):
     with pytest.raises(InputError, match=message):
         call()
+
+
+def test_short_answers_overlap_only_when_they_are_the_same_answer():
+    """Completions shorter than the n-gram size (one-word answers) compare as wholes, not as two
+    empty n-gram sets that would look identical."""
+    metrics = group_stats([1.0, 0.0, 1.0, 1.0], ["a", "a", "b", "b"], texts=["57", "58", "12", "12"]).stats.compute()
+    assert metrics["ngram_overlap"] == pytest.approx((0.0 + 1.0) / 2)

@@ -69,7 +69,7 @@ def group_stats(rewards, group_ids, *, correct=None, answers=None, texts=None, l
     answers / group size). texts: (N,) strings, split on whitespace (``tokenize="whitespace"``) or
     into characters (``"char"``), or token-id sequences; they give distinct-n (n = 1..4: distinct
     n-grams / total n-grams over the group) and the mean pairwise Jaccard overlap of the
-    completions' ``overlap_n``-gram sets (two empty sets count as identical). lengths,
+    completions' ``overlap_n``-gram sets (a completion shorter than ``overlap_n`` counts as one gram). lengths,
     advantages: (N,) per completion. A group's rewards have zero std when max - min <= zero_std_atol.
     pass@k is averaged over the groups with at least k completions.
     """
@@ -126,7 +126,9 @@ def _add_text_diversity(stats, token_lists, order, starts, sizes, overlap_n):
                 distinct[n][0] += len(set(grams)) / len(grams)
                 distinct[n][1] += 1
         if size >= 2:
-            sets = [set(ngrams(tokens, overlap_n)) for tokens in members]
+            # a completion shorter than overlap_n is its own single gram: otherwise every pair of
+            # short answers ("57" vs "58") would have two empty sets and read as identical
+            sets = [set(ngrams(tokens, overlap_n)) or {tuple(tokens)} for tokens in members]
             pairs = [_jaccard(a, b) for a, b in combinations(sets, 2)]
             overlap_sum += sum(pairs) / len(pairs)
             overlap_groups += 1
