@@ -36,3 +36,15 @@ def test_readme_documents_the_check_exit_codes():
 
     text = README.read_text(encoding="utf-8")
     assert re.search(rf"exit(s)? (code )?{EXIT_ALERT}\b", text, re.I), "README must say `entropymon check` exits 3 on an alert"
+
+
+def test_every_collapse_rule_is_documented_in_the_readme_with_its_defaults():
+    from entropymon.analysis.alerts import RULES
+
+    text = README.read_text(encoding="utf-8")
+    rules = RULES.values() if isinstance(RULES, dict) else RULES
+    for rule in rules:
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{rule.name}` |")), None)
+        assert row is not None, f"README has no row for the collapse rule {rule.name}"
+        for parameter, value in rule.defaults.items():
+            assert f"{parameter}={value}" in row, f"README row of {rule.name} does not show {parameter}={value}"
