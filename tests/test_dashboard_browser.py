@@ -66,15 +66,21 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, server):
+def open_page(browser, url: str):
+    """A fresh browser context on ``url``; returns (context, page, the console errors it collects)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "favicon" not in m.text else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url)
+    page.goto(url)
+    return context, page, errors
+
+
+@pytest.fixture
+def page(browser, server):
+    context, page, errors = open_page(browser, server.url)
     page.wait_for_selector("#runs-table td[data-dash-column='run']")
     yield page
     context.close()
@@ -162,14 +168,8 @@ def test_the_bundled_sample_runs_render_on_every_page(browser):
     """The app on the real demo runs in sample_logs/: each page draws real data, the law panel
     says in words that this noisy run's ceiling is not to be trusted, tokens are coloured."""
     handle = serve(SAMPLE_LOGS, port=0, background=True, poll_interval_s=5.0)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "favicon" not in m.text else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    context, page, errors = open_page(browser, handle.url)
     try:
-        page.goto(handle.url)
         page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"run\"]').length >= 2")
         runs = sorted(r.strip() for r in page.locator("#runs-table td[data-dash-column='run']").all_inner_texts())
         assert runs == ["grpo-temp1.0", "grpo-temp1.3"]
