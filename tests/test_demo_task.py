@@ -24,6 +24,7 @@ from entropymon.demo.warmstart import (
     greedy_accuracy,
     greedy_completions,
     load_or_warm_start,
+    supervised_steps,
     supervised_warm_start,
 )
 from entropymon.errors import InputError
@@ -154,6 +155,17 @@ def test_warm_start_is_reproducible_and_lowers_the_loss(tokenizer):
     second = supervised_warm_start(build_model(seed=0), tokenizer, train, settings)
     assert loss_of(first) < 0.6 * before
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_warm_start_stops_at_the_target_accuracy_and_records_the_steps(tmp_path, tokenizer):
+    train, heldout = split_problems(seed=0, n_heldout=32)
+    reached = WarmStartSettings(seed=0, steps=50, batch_size=8, n_heldout=32, target_accuracy=0.0, check_every=5, n_check=16)
+    assert supervised_steps(build_model(seed=0), tokenizer, train, reached) == 5  # the first check passes
+    unreachable = WarmStartSettings(seed=0, steps=12, batch_size=8, n_heldout=32, target_accuracy=1.01, check_every=5)
+    assert supervised_steps(build_model(seed=0), tokenizer, train, unreachable) == 12  # the step cap
+    fixed = WarmStartSettings(seed=0, steps=7, batch_size=8, n_heldout=32, target_accuracy=None)
+    _, info = load_or_warm_start(tmp_path, tokenizer, train, heldout, fixed)
+    assert info["steps_done"] == 7
 
 
 def test_warm_start_cache_is_reused_only_for_the_same_settings(tmp_path, tokenizer):

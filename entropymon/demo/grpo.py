@@ -2,12 +2,13 @@
 
 Why one builder: the demo, the end-to-end tests and the overhead benchmark all need the same job
 (same data, same reward, same seeds), so "with and without entropymon" compares like with like.
-Settings, chosen by a sweep on this kind of 2-core CPU (after the 200-step warm start, 50% held-out
-accuracy): 64 completions per step (8 prompts x 8 generations; 32 gave steps too noisy to see
-the trend), at most 4 new tokens, AdamW at a constant lr 3e-4 (4e-4 and above were unstable),
-beta 0 (no reference model), sampling temperature 1, 500 steps: entropy falls by about half
-(0.53 -> 0.25 nats) while held-out accuracy rises 0.50 -> 0.77, in about 40 s. Every log line is
-kept (``logging_steps=1``) so each step has TRL's own scalars.
+Settings, chosen by a sweep on this kind of 2-core CPU (after the warm start, ~50% held-out
+accuracy with seed 0): 128 completions per step (16 prompts x 8 generations; 32 and 64 gave noisier
+steps and a weaker fall in the same number of steps), at most 4 new tokens, AdamW at a constant lr
+3e-4 (4e-4 and above were unstable; 2e-4 fell less), beta 0 (no reference model), sampling
+temperature 1, 500 steps: entropy falls by about two thirds (0.58 -> 0.18 nats, first vs last 20
+steps) while the training reward rises 0.25 -> 0.73 and held-out accuracy 0.49 -> 0.83, in about
+50 s of GRPO. Every log line is kept (``logging_steps=1``) so each step has TRL's own scalars.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class GrpoSettings:
     steps: int = 500
     seed: int = 0
     temperature: float = 1.0
-    completions_per_step: int = 64  # per_device_train_batch_size: 8 prompts x 8 generations
+    completions_per_step: int = 128  # per_device_train_batch_size: 16 prompts x 8 generations
     num_generations: int = 8
     lr: float = 3e-4
     beta: float = 0.0

@@ -32,14 +32,15 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
     """Warm-start, then train with GRPO for ``steps`` steps with entropymon attached; returns the run folder.
 
     Args:
-        steps: GRPO optimisation steps (64 completions each: 8 prompts x 8 generations).
+        steps: GRPO optimisation steps (128 completions each: 16 prompts x 8 generations).
         logdir, run: where the run goes (``run`` None: a fresh date-time-host name).
         seed: seeds the problem split, the warm start and GRPO; the same seed gives the same run.
         dashboard: serve ``entropymon_dashboard`` on ``logdir`` at ``host:port`` while training.
         temperature: GRPO's sampling temperature (entropy is measured at it, as TRL does).
         eval_every: held-out greedy accuracy every this many steps (``eval_accuracy``).
         print_every: a progress line every this many steps.
-        warmstart_steps: supervised steps before RL (the cache is per setting).
+        warmstart_steps: at most this many supervised steps before RL (it stops once the model solves
+            45% of a training subset; the cache is per setting).
         entropy_coef: TRL's entropy bonus coefficient (0: plain GRPO).
         token_rows_every, token_rows_per_step: the Monitor's token-row sampling.
         keep_serving: after training, keep the dashboard up until Ctrl+C (None: when run interactively).
@@ -54,11 +55,16 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
 
     server = _start_dashboard(logdir, host, port, write) if dashboard else None
     warm = WarmStartSettings(seed=seed, steps=warmstart_steps)
-    write(f"warm start: {warm.steps} supervised steps on {len(train)} addition problems (cached per seed)")
+    write(f"warm start: supervised steps on {len(train)} addition problems until {warm.target_accuracy:.0%} are solved "
+          f"(at most {warm.steps}; cached per seed)")
     model, info = load_or_warm_start(logdir / CACHE_FOLDER, tokenizer, train, heldout, warm,
                                      on_progress=lambda step, loss: write(f"  supervised step {step}: loss {loss:.3f}"))
     source = "cache" if info["cached"] else f"{info['seconds']:.0f} s"
-    write(f"warm start done ({source}): held-out greedy accuracy {info['heldout_accuracy']:.3f}")
+    write(f"warm start done ({source}): {info['steps_done']} supervised steps, held-out greedy accuracy "
+          f"{info['heldout_accuracy']:.3f}")
+    if info["heldout_accuracy"] < 0.2:
+        write("  (this seed's warm start solves few problems: most GRPO groups will get no reward and the "
+              "collapse will be weak; try another seed)")
 
     with tempfile.TemporaryDirectory(prefix="entropymon-demo-") as output_dir:
         trainer = build_grpo_trainer(model, tokenizer, train, settings, output_dir)
