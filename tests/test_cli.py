@@ -185,6 +185,29 @@ def test_check_exits_3_and_names_the_rule_when_entropy_collapses(logdir):
     assert out["alerts"][0]["step"] == first_below
 
 
+def test_check_json_gives_each_alert_its_steps_evidence_and_remedies(logdir):
+    result = entropymon("check", logdir / "collapsing", "--json")
+    assert result.returncode == 3, result.stderr
+    out = json.loads(result.stdout)
+    assert out["healthy"] is False and out["health"] in ("warning", "critical")
+    for alert in out["alerts"]:
+        assert {"rule", "severity", "step", "first_visible_step", "message", "evidence", "remedies"} <= set(alert)
+        assert alert["first_visible_step"] >= alert["step"] and alert["evidence"]["text"]
+        if alert["severity"] != "info":
+            assert alert["remedies"] and all(r["trl"] or r["verl"] for r in alert["remedies"])
+    text = entropymon("check", logdir / "collapsing").stdout
+    assert "try: raise the upper clip bound" in text and "epsilon_high=0.28" in text
+
+
+def test_check_summary_and_the_library_give_the_same_alerts(logdir):
+    from entropymon.analysis import diagnose
+
+    checked = json.loads(entropymon("check", logdir / "collapsing", "--json").stdout)["alerts"]
+    summarised = json.loads(entropymon("summary", logdir / "collapsing", "--json").stdout)[0]["alerts"]
+    library = [a.to_dict() for a in diagnose(read_run(logdir / "collapsing"))]
+    assert checked == summarised == json.loads(json.dumps(library))
+
+
 def test_check_threshold_override_changes_when_a_rule_fires(logdir):
     assert entropymon("check", logdir / "collapsing", "--rules", "entropy_collapse",
                       "--threshold", "entropy_collapse=0.01").returncode == 0
@@ -330,7 +353,9 @@ def test_every_public_curve_summarises_with_skill_and_baselines(real_logdir):
         if item["forecast"].get("backtest", {}).get("n_origins"):
             assert set(item["forecast"]["backtest"]["baseline_rmse"]) == {"last_value", "window_mean", "linear_trend"}
     assert summaries[DIVERGING_RUN]["trustworthy"] is False
-    assert any(a["rule"] == "left_law_regime" for a in summaries[DIVERGING_RUN]["alerts"])
+    critical = [a for a in summaries[DIVERGING_RUN]["alerts"] if a["severity"] == "critical"]
+    assert [a["rule"] for a in critical] == ["divergence"] and summaries[DIVERGING_RUN]["health"] == "critical"
+    assert "reward_mean collapsed" in critical[0]["message"] and "surged" in critical[0]["message"]
 
 
 def test_verl_public_run_in_sample_r2_is_095(real_logdir):

@@ -86,7 +86,35 @@ def test_diverging_trl_run_is_not_trustworthy_and_left_the_regime():
     assert summary["trustworthy"] is False
     assert summary["ceiling"] is None  # the 4 points before the exit extrapolate outside [0, 1]
     rules = {a["rule"]: a for a in summary["alerts"]}
-    assert rules["left_law_regime"]["step"] == 25
+    assert rules["divergence"]["step"] == 25
+
+
+def test_diverging_trl_run_gets_a_critical_alert_naming_the_reward_collapse_and_the_entropy_surge():
+    frame = load_curve(CURVES / "trl_grpo_qwen25_7b_gsm8k_s43_collapse")
+    for bounds in [(0, 1), "auto"]:
+        critical = [a for a in diagnose(frame, bounds=bounds) if a.severity == "critical"]
+        assert [a.rule for a in critical] == ["divergence"]
+        alert = critical[0]
+        surge, collapse = alert.evidence["entropy_surge"], alert.evidence["performance_collapse"]
+        # entropy 0.155, 0.151, 0.202 at steps 5-15, then 1.52 at step 25 and 4.6 at 30: above 3x from 25
+        assert surge["step"] == 25 and surge["baseline"] == pytest.approx(frame["entropy_mean"][:3].mean())
+        # reward 1.0 at step 15, 0.525 at 25, 0.0 at 30 and 35: more than half its range below its best from 30
+        assert collapse["step"] == 30 and collapse["best"] == 1.0 and collapse["visible_step"] == 35
+        assert "entropy (entropy_mean) surged to 1.52 nats at step 25" in alert.message
+        assert "reward_mean collapsed to 0 at step 30 from its best 1 (step 15)" in alert.message
+        assert alert.remedies[0]["action"].startswith("stop, and restart")
+
+
+@pytest.mark.parametrize("run_dir", [d for d in RUN_DIRS if "collapse" not in d.name], ids=lambda p: p.name)
+def test_healthy_real_runs_get_no_critical_alert(run_dir):
+    assert [a.rule for a in diagnose(load_curve(run_dir), bounds=(0, 1)) if a.severity == "critical"] == []
+
+
+def test_the_run_that_sits_at_reward_09_from_the_start_is_called_saturated():
+    alerts = {a.rule: a for a in diagnose(load_curve(CURVES / "trl_grpo_qwen25_7b_gsm8k_s42"), bounds=(0, 1))}
+    curve = load_curve(CURVES / "trl_grpo_qwen25_7b_gsm8k_s42")
+    smoothed = curve["reward_mean"].rolling(5).mean()
+    assert alerts["saturated"].step == curve["step"][np.flatnonzero(smoothed >= 0.9)[0]]
 
 
 def test_no_real_trl_run_gets_a_trusted_ceiling():

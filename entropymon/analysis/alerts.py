@@ -1,75 +1,32 @@
-"""Collapse diagnosis: named rules with thresholds, each giving a message and the step it fired.
+"""Collapse diagnosis: named rules, each saying what is wrong, the evidence and what to try.
 
-Why: a user (or a CI job through ``entropymon check``) wants one answer per known failure mode
-of RL post-training, not a wall of curves. ``RULES`` is the one registry of rules, with their
-descriptions and default parameters; the CLI's ``check --rules`` and the README read it.
+Why: a user (or a CI job through ``entropymon check``, or the Monitor while training) wants one
+answer per known failure mode of RL post-training, not a wall of curves. ``RULES`` is the one
+registry of rules, with their descriptions and default parameters; the CLI's ``check``, the
+summary, the report, the dashboard and the live Monitor all read it, so they give the same alerts.
 
-Each rule reads the step metrics, smooths with a trailing mean where noted (so one odd batch does
-not fire it) and fires once, at the first step its condition holds. A rule whose columns the run
-does not have does not fire. ``thresholds`` overrides defaults: ``{"entropy_collapse": 0.2}``
-sets a rule's ``threshold``; ``{"zero_std_groups": {"threshold": 0.6, "window": 10}}`` sets any
-of its parameters.
+Every rule uses only data at or before the step it reports: an alert carries ``step`` (where the
+problem began) and ``first_visible_step`` (the last step whose data the rule needed, i.e. the
+first step a live user could have seen it); the run cut at ``first_visible_step`` gives the same
+rule, severity and step. Each alert also carries ``evidence`` (the values against their baseline,
+in a sentence and as numbers), the ``plot`` it belongs to and ``remedies``
+(``analysis.remedies``). The rules themselves live in ``analysis.alert_rules``.
+
+``thresholds`` overrides defaults: ``{"entropy_collapse": 0.2}`` sets a rule's ``threshold``;
+``{"zero_variance_waste": {"threshold": 0.6, "window": 10}}`` sets any of its parameters.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import asdict, dataclass
 from numbers import Real
-from typing import Callable
 
-import numpy as np
-import pandas as pd
+from entropymon.analysis._frame import step_frame
+from entropymon.analysis.alert_rules import RULE_LIST
+from entropymon.analysis.alert_types import PLOTS, SEVERITIES, Alert, Rule, RuleContext
+from entropymon.errors import InputError
 
-from entropymon.analysis._frame import column_values, finite_count, json_float, step_frame
-from entropymon.analysis.forecast import forecast_ceiling
-from entropymon.analysis.regimes import detect_regime_exit
-from entropymon.errors import AnalysisError, InputError
-
-SEVERITIES = ("info", "warning", "critical")
-_ENTROPY_COLUMNS = ("entropy_mean", "entropy_seq_mean", "trl/entropy")
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One fired rule: where, how bad, the value against its threshold, and a sentence."""
-
-    rule: str
-    severity: str
-    step: float
-    value: float
-    threshold: float
-    message: str
-
-    def __post_init__(self):
-        for key in ("step", "value", "threshold"):
-            object.__setattr__(self, key, float(getattr(self, key)))
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        for key in ("step", "value", "threshold"):
-            out[key] = json_float(out[key])
-        return out
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    description: str
-    severity: str
-    defaults: dict
-    check: Callable[["_Context", dict], Alert | None]
-
-
-@dataclass
-class _Context:
-    run_or_df: object
-    frame: pd.DataFrame
-    performance: str
-    entropy: str
-    bounds: object
-
+__all__ = ["Alert", "Rule", "RuleContext", "RULES", "LIVE_RULES", "SEVERITIES", "PLOTS", "diagnose", "health"]
 
 def diagnose(
     run_or_df,
@@ -82,17 +39,25 @@ def diagnose(
 ) -> list[Alert]:
     """Run the named rules (default: all of ``RULES``) and return the alerts that fired, by step.
 
-    ``performance``, ``entropy``, ``bounds`` are passed to the law forecast (``low_headroom``,
-    ``left_law_regime``).
+    ``performance``, ``entropy``, ``bounds`` choose the columns and the metric's range as in the
+    law fit (``fit_run_law``).
     """
-    names = list(RULES) if rules is None else _check_rule_names(rules)
-    params = _merge_thresholds(names, thresholds or {})
-    context = _Context(run_or_df, step_frame(run_or_df), performance, entropy, bounds)
+    names = list(RULES) if rules is None else check_rule_names(rules)
+    params = merge_thresholds(names, thresholds or {})
+    context = RuleContext(run_or_df, step_frame(run_or_df), performance, entropy, bounds)
     alerts = [alert for name in names if (alert := RULES[name].check(context, params[name])) is not None]
-    return sorted(alerts, key=lambda a: (a.step, -SEVERITIES.index(a.severity)))
+    return sorted(alerts, key=lambda a: (a.step, -SEVERITIES.index(a.severity), a.rule))
 
 
-def _check_rule_names(rules) -> list[str]:
+def health(alerts) -> str:
+    """"healthy", "warning" or "critical": the worst severity among warning/critical alerts."""
+    severities = {a["severity"] if isinstance(a, dict) else a.severity for a in alerts}
+    if "critical" in severities:
+        return "critical"
+    return "warning" if "warning" in severities else "healthy"
+
+
+def check_rule_names(rules) -> list[str]:
     if isinstance(rules, str):
         rules = [r.strip() for r in rules.split(",") if r.strip()]
     names = list(rules)
@@ -102,7 +67,9 @@ def _check_rule_names(rules) -> list[str]:
     return names
 
 
-def _merge_thresholds(names, thresholds: dict) -> dict[str, dict]:
+def merge_thresholds(names, thresholds: dict) -> dict[str, dict]:
+    if not isinstance(thresholds, dict):
+        raise InputError(f"thresholds: expected a dict of rule name -> value or parameters, got {thresholds!r}")
     unknown = [r for r in thresholds if r not in RULES]
     if unknown:
         raise InputError(f"thresholds: expected rule names among {sorted(RULES)}, got unknown {unknown}")
@@ -116,170 +83,23 @@ def _merge_thresholds(names, thresholds: dict) -> dict[str, dict]:
             bad = [k for k in override if k not in params]
             if bad:
                 raise InputError(f"thresholds[{name!r}]: expected parameters among {sorted(params)}, got {bad}")
-            params.update(override)
-        elif isinstance(override, Real) and not isinstance(override, bool) and math.isfinite(override):
-            params["threshold"] = override
+            for key, value in override.items():
+                params[key] = _check_parameter(name, key, value)
         else:
-            raise InputError(f"thresholds[{name!r}]: expected a number or a dict of parameters, got {override!r}")
+            params["threshold"] = _check_parameter(name, "threshold", override)
         merged[name] = params
     return merged
 
 
-def _series(frame: pd.DataFrame, column: str, window: int = 1):
-    """(steps, values, smoothed) of a column's non-NaN points; smoothed = trailing mean."""
-    values = column_values(frame, column)
-    present = np.isfinite(values)
-    steps, values = frame["step"].to_numpy(dtype=np.float64)[present], values[present]
-    smoothed = pd.Series(values).rolling(int(window), min_periods=1).mean().to_numpy()
-    return steps, values, smoothed
+def _check_parameter(rule: str, key: str, value):
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise InputError(f"thresholds[{rule!r}][{key!r}]: expected a finite number, got {value!r}")
+    if key in ("window", "persist", "start_points"):
+        if float(value) != int(value) or int(value) < 1:
+            raise InputError(f"thresholds[{rule!r}][{key!r}]: expected an integer >= 1, got {value!r}")
+        return int(value)
+    return float(value)
 
 
-def _first(flags: np.ndarray) -> int | None:
-    hits = np.flatnonzero(flags)
-    return int(hits[0]) if hits.size else None
-
-
-def _fall_below_start(values, smoothed, p: dict):
-    """(index, start, limit) of the first smoothed value below ``threshold`` x the mean of the first
-    ``start_points`` values; None when it never falls there or the start is not positive.
-
-    Both "entropy collapsed" and "pass@k met pass@1" are falls relative to where the run began,
-    because absolute levels differ from task to task."""
-    start = float(values[: p["start_points"]].mean())
-    if start <= 0:
-        return None
-    limit = p["threshold"] * start
-    i = _first(smoothed < limit)
-    return None if i is None else (i, start, limit)
-
-
-def _entropy_collapse(ctx: _Context, p: dict) -> Alert | None:
-    column = next((c for c in (ctx.entropy, *_ENTROPY_COLUMNS) if finite_count(ctx.frame, c) > p["start_points"]), None)
-    if column is None:
-        return None
-    steps, values, smoothed = _series(ctx.frame, column, p["window"])
-    found = _fall_below_start(values, smoothed, p)
-    if found is None:
-        return None
-    i, start, limit = found
-    return Alert("entropy_collapse", "critical", steps[i], smoothed[i], limit,
-                 f"Entropy ({column}) fell to {smoothed[i]:.3g} nats at step {steps[i]:g}, below "
-                 f"{p['threshold']:.0%} of its starting {start:.3g} nats.")
-
-
-def _cov_positive(ctx: _Context, p: dict) -> Alert | None:
-    if finite_count(ctx.frame, "cov_logp_adv") == 0:
-        return None
-    steps, values, _ = _series(ctx.frame, "cov_logp_adv")
-    needed = int(p["threshold"])
-    streak = 0
-    for i, value in enumerate(values):
-        streak = streak + 1 if value > 0 else 0
-        if streak >= needed:
-            return Alert("cov_positive", "warning", steps[i], float(streak), float(needed),
-                         f"Cov(log pi, A) has been positive for {streak} logged steps in a row up to step "
-                         f"{steps[i]:g}, so updates keep pushing entropy down.")
-    return None
-
-
-def _above_rule(name: str, column: str, what: str):
-    def check(ctx: _Context, p: dict) -> Alert | None:
-        if finite_count(ctx.frame, column) == 0:
-            return None
-        steps, _, smoothed = _series(ctx.frame, column, p["window"])
-        i = _first(smoothed > p["threshold"])
-        if i is None:
-            return None
-        return Alert(name, "warning", steps[i], smoothed[i], p["threshold"],
-                     f"{what} reached {smoothed[i]:.0%} at step {steps[i]:g} (mean of the last "
-                     f"{p['window']} logged steps), above {p['threshold']:.0%}.")
-    return check
-
-
-def _ess_low(ctx: _Context, p: dict) -> Alert | None:
-    if finite_count(ctx.frame, "ess_frac") == 0:
-        return None
-    steps, _, smoothed = _series(ctx.frame, "ess_frac", p["window"])
-    i = _first(smoothed < p["threshold"])
-    if i is None:
-        return None
-    return Alert("ess_low", "warning", steps[i], smoothed[i], p["threshold"],
-                 f"Importance-weight ESS fell to {smoothed[i]:.0%} of the batch at step {steps[i]:g}, "
-                 f"below {p['threshold']:.0%}: updates are far off-policy.")
-
-
-def _pass_at_k_converging(ctx: _Context, p: dict) -> Alert | None:
-    ks = sorted(int(m.group(1)) for c in ctx.frame.columns if (m := re.fullmatch(r"pass_at_(\d+)", str(c))))
-    ks = [k for k in ks if k > 1 and finite_count(ctx.frame, f"pass_at_{k}") > 0]
-    if not ks or finite_count(ctx.frame, "pass_at_1") == 0:
-        return None
-    k = ks[-1]
-    gap_frame = pd.DataFrame({
-        "step": ctx.frame["step"],
-        "gap": column_values(ctx.frame, f"pass_at_{k}") - column_values(ctx.frame, "pass_at_1"),
-    })
-    steps, values, smoothed = _series(gap_frame, "gap", p["window"])
-    if values.size <= p["start_points"]:
-        return None
-    found = _fall_below_start(values, smoothed, p)
-    if found is None:
-        return None
-    i, start, limit = found
-    return Alert("pass_at_k_converging", "warning", steps[i], smoothed[i], limit,
-                 f"pass@{k} - pass@1 shrank to {smoothed[i]:.3g} at step {steps[i]:g}, below "
-                 f"{p['threshold']:.0%} of its starting {start:.3g}: samples are losing diversity.")
-
-
-def _low_headroom(ctx: _Context, p: dict) -> Alert | None:
-    try:
-        forecast = forecast_ceiling(ctx.run_or_df, performance=ctx.performance, entropy=ctx.entropy,
-                                    bounds=ctx.bounds, n_bootstrap=200)
-    except AnalysisError:
-        return None
-    if not forecast.trustworthy or forecast.ceiling is None:
-        return None
-    column = forecast.backtest.performance_column
-    steps, _, smoothed = _series(ctx.frame, column, p["window"])
-    headroom = forecast.ceiling - float(smoothed[-1])
-    if headroom >= p["threshold"]:
-        return None
-    return Alert("low_headroom", "info", steps[-1], headroom, p["threshold"],
-                 f"Predicted ceiling {forecast.ceiling:.3g} is only {headroom:.3g} above the current "
-                 f"{column} {smoothed[-1]:.3g} at step {steps[-1]:g}: little gain is left.")
-
-
-def _left_law_regime(ctx: _Context, p: dict) -> Alert | None:
-    try:
-        exit_ = detect_regime_exit(ctx.run_or_df, entropy=ctx.entropy, performance=ctx.performance,
-                                   bounds=ctx.bounds, surge=p["threshold"], collapse=p["collapse"],
-                                   persist=int(p["persist"]))
-    except AnalysisError:
-        return None
-    if exit_ is None:
-        return None
-    sentence = exit_.message[0].upper() + exit_.message[1:]
-    return Alert("left_law_regime", "critical", exit_.step, exit_.value, exit_.threshold,
-                 f"{sentence}; ceiling forecasts stop there.")
-
-
-RULES: dict[str, Rule] = {
-    rule.name: rule
-    for rule in [
-        Rule("entropy_collapse", "Entropy (trailing mean) below `threshold` times its starting value",
-             "critical", {"threshold": 0.3, "window": 3, "start_points": 3}, _entropy_collapse),
-        Rule("cov_positive", "Cov(log pi, A) positive for `threshold` logged steps in a row",
-             "warning", {"threshold": 20}, _cov_positive),
-        Rule("zero_std_groups", "Share of zero-reward-variance groups (trailing mean) above `threshold`",
-             "warning", {"threshold": 0.5, "window": 5},
-             _above_rule("zero_std_groups", "zero_std_group_frac", "The share of groups with zero reward variance")),
-        Rule("pass_at_k_converging", "pass@k - pass@1 (largest k, trailing mean) below `threshold` times its start",
-             "warning", {"threshold": 0.25, "window": 5, "start_points": 3}, _pass_at_k_converging),
-        Rule("low_headroom", "Trustworthy predicted ceiling less than `threshold` above current performance",
-             "info", {"threshold": 0.02, "window": 5}, _low_headroom),
-        Rule("ess_low", "Importance-weight ESS fraction (trailing mean) below `threshold`",
-             "warning", {"threshold": 0.5, "window": 3}, _ess_low),
-        Rule("left_law_regime", "Entropy surging above (1 + `threshold`) times its start, or performance "
-             "collapsing by `collapse` of its range, for `persist` points",
-             "critical", {"threshold": 0.5, "collapse": 0.5, "persist": 2}, _left_law_regime),
-    ]
-}
+RULES: dict[str, Rule] = {rule.name: rule for rule in RULE_LIST}
+LIVE_RULES: tuple[str, ...] = tuple(name for name, rule in RULES.items() if rule.live)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from entropymon.analysis._frame import choose_performance, column_values, json_float, run_name, step_frame
-from entropymon.analysis.alerts import diagnose
+from entropymon.analysis.alerts import diagnose, health
 from entropymon.analysis.forecast import forecast_ceiling
 from entropymon.errors import AnalysisError
 
@@ -26,7 +26,8 @@ def summarize_run(
     n_bootstrap: int = 1000,
 ) -> dict:
     """Steps, entropy and performance at start and end, the ceiling with its interval, backtest
-    skill against the baselines, the trust verdict and the alerts."""
+    skill against the baselines, the trust verdict, the alerts and the run's health ("healthy",
+    "warning" or "critical": the worst alert, with its reasons)."""
     frame = step_frame(run_or_df)
     out = {
         "run": run_name(run_or_df, ""),
@@ -60,6 +61,9 @@ def summarize_run(
     out["reason"] = out["forecast"]["reason"]
     out["alerts"] = [a.to_dict() for a in diagnose(run_or_df, rules, thresholds, performance=performance,
                                                    entropy=entropy, bounds=bounds)]
+    out["health"] = health(out["alerts"])
+    out["health_reasons"] = [f"{a['severity']} at step {a['step']:g}: {a['message']}" for a in out["alerts"]
+                             if a["severity"] != "info"]
     return out
 
 

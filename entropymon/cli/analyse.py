@@ -56,7 +56,7 @@ def summary(
         output.print_json(summaries)
         return
     table = Table(title="entropymon summary")
-    for column in ("run", "steps", "entropy", "performance", "ceiling [interval]", "skill", "trust", "alerts"):
+    for column in ("run", "steps", "entropy", "performance", "ceiling [interval]", "skill", "trust", "health (alerts)"):
         table.add_column(column, overflow="fold")
     for item in summaries:
         table.add_row(
@@ -67,7 +67,7 @@ def summary(
             f"{output.number(item['ceiling'])} {output.interval(item['ceiling_ci'])}",
             output.number(item.get("skill"), 2),
             "yes" if item["trustworthy"] else "no",
-            str(len(item["alerts"])),
+            item["health"] if not item["alerts"] else f"{item['health']} ({len(item['alerts'])})",
         )
     output.stdout.print(table)
     for item in summaries:
@@ -79,8 +79,19 @@ def summary(
             output.stdout.print(f"  backtest RMSE over the last {backtest['n_recent']} origins: law "
                                 f"{output.number(backtest['recent_law_rmse'])}; baselines: {shown}", markup=False)
         for alert in item["alerts"]:
-            output.stdout.print(f"  {alert['severity']} at step {output.number(alert['step'], 9)}: "
-                                f"[{alert['rule']}] {alert['message']}", markup=False)
+            print_alert(alert, prefix="  ")
+
+
+def print_alert(alert: dict, prefix: str = "") -> None:
+    """An alert as the CLI prints it: severity, step (and when it was first visible), message, remedies."""
+    seen = alert.get("first_visible_step")
+    when = output.number(alert["step"], 9)
+    if seen is not None and seen != alert["step"]:
+        when += f" (visible at {output.number(seen, 9)})"
+    output.stdout.print(f"{prefix}{alert['severity']} at step {when}: [{alert['rule']}] {alert['message']}", markup=False)
+    for remedy in alert.get("remedies") or []:
+        settings = "; ".join(f"{name}: {remedy[key]}" for key, name in (("trl", "TRL"), ("verl", "veRL")) if remedy.get(key))
+        output.stdout.print(f"{prefix}  try: {remedy['action']} ({settings}) - {remedy['paper']}", markup=False)
 
 
 def fit(
@@ -182,12 +193,15 @@ def check(
         help="Lowest alert severity that makes the exit code 3: info, warning or critical.")] = "warning",
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the collapse rules on a run; exit code 3 when one fires.
+    """Run the collapse rules on a run: what is wrong, the evidence, what to try; exit code 3 when one fires.
 
-    Exit codes: 0 healthy (no alert at or above --fail-on); 3 a rule fired (usable in CI and
-    cron); 1 a usage error (missing run, unknown rule, bad threshold).
+    Each alert names the step it began, the first step a live run could have shown it, the
+    evidence and remedies (TRL GRPOConfig and veRL settings, with the paper). --json prints
+    {"healthy", "health", "alerts": [{"rule", "severity", "step", "first_visible_step", "message",
+    "evidence", "plot", "remedies"}]}. Exit codes: 0 healthy (no alert at or above --fail-on); 3 a
+    rule fired (usable in CI and cron); 1 a usage error (missing run, unknown rule, bad threshold).
     """
-    from entropymon.analysis.alerts import RULES, diagnose
+    from entropymon.analysis.alerts import RULES, diagnose, health
     from entropymon.errors import InputError
 
     if fail_on not in FAIL_LEVELS:
@@ -198,14 +212,13 @@ def check(
     failing = [a for a in alerts if FAIL_LEVELS.index(a.severity) >= FAIL_LEVELS.index(fail_on)]
     checked = names or list(RULES)
     if as_json:
-        output.print_json({"run": the_run.name, "rules": checked, "alerts": [a.to_dict() for a in alerts],
-                           "healthy": not failing})
-    elif not alerts:
-        output.stdout.print(f"{the_run.name}: healthy - none of {len(checked)} rules fired ({', '.join(checked)})",
-                            markup=False)
+        output.print_json({"run": the_run.name, "rules": checked, "healthy": not failing, "health": health(alerts),
+                           "alerts": [a.to_dict() for a in alerts]})
     else:
+        if not failing:
+            output.stdout.print(f"{the_run.name}: healthy - none of {len(checked)} rules fired at {fail_on} or above "
+                                f"({', '.join(checked)})", markup=False)
         for alert in alerts:
-            output.stdout.print(f"{the_run.name}: {alert.severity} at step {output.number(alert.step, 6)}: "
-                                f"[{alert.rule}] {alert.message}", markup=False)
+            print_alert(alert.to_dict(), prefix=f"{the_run.name}: ")
     if failing:
         raise typer.Exit(EXIT_ALERT)

@@ -1,0 +1,492 @@
+"""The collapse rules: what each warns about, the condition that says so, and its evidence.
+
+Each rule is a function ``(RuleContext, params) -> Alert | None`` that reads only values at or
+before the step it reports (trailing means, running maxima, baselines taken from the first
+``start_points`` logged values and never reported before the last of them). Why each rule exists:
+
+- ``entropy_collapse``: entropy spent. Cui et al. 2025 show performance saturates once entropy is
+  used up (R = -a e^H + b); the alert explains *why* entropy fell with the covariance
+  (positive-advantage tokens' share of sum Cov_i, the share of steps with Cov(log pi, A) > 0) -
+  the covariance is positive in nearly every RL run, so it is evidence, never an alert by itself.
+- ``entropy_floor_forecast``: when entropy reaches that floor at its current rate (linear fit of
+  the last ``window`` points), so a user can act before it does.
+- ``divergence``: the run blows up - entropy surging far above its start and/or performance
+  collapsing from its best; both are reported with the step each began. Performance collapse is
+  critical; an entropy surge alone is a warning (a rise while performance holds is a known
+  "falls then rises" pattern, e.g. the public Qwen3.5-9B seed-42 run).
+- ``saturated``: performance pinned near the top of its range - groups are all-correct and give
+  no gradient; further steps teach little.
+- ``plateau``: no new best performance for ``window`` points while entropy is still being
+  consumed - the trade the law describes has stopped paying.
+- ``zero_variance_waste``: the share of rollouts in groups whose rewards all agree (no GRPO
+  advantage, no gradient), measured exactly from the samples table when the run has one and split
+  into all-correct (too easy) and all-wrong (too hard).
+- ``pass_at_k_converging``: pass@k - pass@1 shrinking: samples of a prompt become copies.
+- ``ess_low``: importance-weight ESS collapsing: updates far off-policy.
+- ``low_headroom``: a trustworthy ceiling barely above current performance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from entropymon.analysis._frame import ENTROPY_AGGREGATES, choose_performance, column_values, finite_count
+from entropymon.analysis.alert_types import Alert, Rule, RuleContext
+from entropymon.analysis.bounds import resolve_bounds
+from entropymon.analysis.remedies import remedies_for
+from entropymon.errors import AnalysisError
+
+_ENTROPY_COLUMNS = tuple(c for c in ENTROPY_AGGREGATES if c != "surprisal_mean")
+_ZERO_STD_COLUMNS = ("zero_std_group_frac", "trl/frac_reward_zero_std")
+
+
+# -- series helpers ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Series:
+    """A column's finite points in step order; ``smoothed`` is the trailing mean over ``window``."""
+
+    column: str
+    steps: np.ndarray  # (n,)
+    values: np.ndarray  # (n,)
+    smoothed: np.ndarray  # (n,)
+
+
+def series(frame: pd.DataFrame, column: str, window: int = 1) -> Series:
+    values = column_values(frame, column)
+    present = np.isfinite(values)
+    steps, values = frame["step"].to_numpy(dtype=np.float64)[present], values[present]
+    smoothed = pd.Series(values).rolling(int(window), min_periods=1).mean().to_numpy()
+    return Series(column, steps, values, smoothed)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Where a series started: the mean of its first ``n`` points (steps ``first``..``last``)."""
+
+    value: float
+    n: int
+    first: float
+    last: float
+
+    @property
+    def words(self) -> str:
+        where = f"step {self.first:g}" if self.n == 1 else f"steps {self.first:g}-{self.last:g}"
+        return f"{self.value:.3g} (mean of its first {self.n} logged points, {where})"
+
+    def to_dict(self) -> dict:
+        return {"baseline": self.value, "baseline_points": self.n, "baseline_steps": [self.first, self.last]}
+
+
+def baseline(s: Series, n: int) -> Baseline:
+    n = min(int(n), s.values.size)
+    return Baseline(float(s.values[:n].mean()), n, float(s.steps[0]), float(s.steps[n - 1]))
+
+
+def first_index(flags: np.ndarray) -> int | None:
+    hits = np.flatnonzero(flags)
+    return int(hits[0]) if hits.size else None
+
+
+def first_persistent(flags: np.ndarray, persist: int) -> int | None:
+    """Index of the first run of ``persist`` consecutive True flags, or None."""
+    run = 0
+    for i, flag in enumerate(flags):
+        run = run + 1 if flag else 0
+        if run >= persist:
+            return i - persist + 1
+    return None
+
+
+def entropy_series(ctx: RuleContext, min_points: int, window: int = 1) -> Series | None:
+    """The entropy the user asked for, else the first aggregate the run has (at least ``min_points``)."""
+    column = next((c for c in (ctx.entropy, *_ENTROPY_COLUMNS) if finite_count(ctx.frame, c) >= min_points), None)
+    return None if column is None else series(ctx.frame, column, window)
+
+
+def performance_columns(ctx: RuleContext) -> list[str]:
+    """The law's performance column, and the training reward when that is another column.
+
+    Held-out accuracy is measured every few steps; the reward is there at every step, so a collapse
+    is often seen there first."""
+    try:
+        chosen = choose_performance(ctx.frame, ctx.performance)
+    except AnalysisError:
+        return []
+    columns = [chosen]
+    if ctx.performance == "auto" and chosen != "reward_mean" and finite_count(ctx.frame, "reward_mean") > 0:
+        columns.append("reward_mean")
+    return columns
+
+
+def metric_range(ctx: RuleContext, s: Series):
+    """(low, high) of the performance metric, or None when unknown."""
+    try:
+        return resolve_bounds(ctx.bounds, s.column, s.values, ctx.run_or_df)
+    except Exception:  # noqa: BLE001 - a bad bounds argument is reported by the forecast, not here
+        return None
+
+
+def running_span(values: np.ndarray, bounds) -> np.ndarray:
+    """At each point, the metric's range if known, else the larger of the span covered so far and the
+    largest absolute value so far (so a noisy plateau around 0.9 is not read as a collapse). (n,)"""
+    if bounds is not None:
+        return np.full(values.size, float(bounds[1] - bounds[0]))
+    spread = np.maximum.accumulate(values) - np.minimum.accumulate(values)
+    return np.maximum(spread, np.maximum.accumulate(np.abs(values)))
+
+
+def _alert(rule, severity, step, visible, message, evidence, plot, remedy_key=None) -> Alert:
+    return Alert(rule, severity, step, visible, message, {"text": message, **evidence}, plot,
+                 remedies_for(remedy_key or rule) if severity != "info" or remedy_key else ())
+
+
+# -- covariance as evidence ------------------------------------------------------------------
+
+def covariance_evidence(frame: pd.DataFrame, up_to_step: float) -> tuple[str, dict]:
+    """Why entropy fell, from the covariance up to ``up_to_step``: a sentence and its numbers.
+
+    dH ~ -eta Cov(log pi, A) (Cui et al. 2025): the share of steps with a positive covariance, and
+    the share of sum Cov_i carried by tokens with a positive advantage (arXiv 2511.05993)."""
+    rows = frame[frame["step"] <= up_to_step]
+    parts, numbers = [], {}
+    if finite_count(rows, "cov_logp_adv") > 0:
+        cov = column_values(rows, "cov_logp_adv")
+        cov = cov[np.isfinite(cov)]
+        numbers["cov_positive_share"] = float(np.mean(cov > 0))
+        numbers["cov_mean"] = float(cov.mean())
+        parts.append(f"Cov(log pi, A) was positive on {np.mean(cov > 0):.0%} of the {cov.size} steps so far "
+                     f"(mean {cov.mean():.3g}), and entropy falls by about lr x Cov at each step")
+    if finite_count(rows, "cov_sum_pos_adv") > 0 and finite_count(rows, "cov_sum_neg_adv") > 0:
+        pos = float(np.nansum(column_values(rows, "cov_sum_pos_adv")))
+        neg = float(np.nansum(column_values(rows, "cov_sum_neg_adv")))
+        total = pos + neg
+        if total > 0:
+            numbers["cov_pos_adv_share"] = pos / total
+            parts.append(f"tokens with a positive advantage carry {pos / total:.0%} of sum Cov_i "
+                         f"({pos:.3g} of {total:.3g})")
+    return ("; ".join(parts) + "." if parts else ""), numbers
+
+
+# -- the rules -------------------------------------------------------------------------------
+
+def entropy_collapse(ctx: RuleContext, p: dict) -> Alert | None:
+    s = entropy_series(ctx, p["start_points"] + 1, p["window"])
+    if s is None:
+        return None
+    base = baseline(s, p["start_points"])
+    if base.value <= 0:
+        return None
+    limit = p["threshold"] * base.value
+    flags = s.smoothed < limit
+    flags[: base.n] = False  # never before the baseline is complete
+    i = first_index(flags)
+    if i is None:
+        return None
+    message = (f"Entropy ({s.column}) fell to {s.smoothed[i]:.3g} nats at step {s.steps[i]:g} (mean of the last "
+               f"{p['window']} points), below {p['threshold']:.0%} of its start {base.words}.")
+    why, cov = covariance_evidence(ctx.frame, s.steps[i])
+    evidence = {"column": s.column, "value": s.smoothed[i], "threshold": limit, **base.to_dict(), **cov}
+    if why:
+        evidence["text_why"] = why
+    return _alert("entropy_collapse", "warning", s.steps[i], s.steps[i], message + (" " + why if why else ""),
+                  evidence, "entropy")
+
+
+def entropy_floor_forecast(ctx: RuleContext, p: dict) -> Alert | None:
+    s = entropy_series(ctx, max(p["window"], p["start_points"] + 1))
+    if s is None:
+        return None
+    base = baseline(s, p["start_points"])
+    floor = p["threshold"] * base.value
+    current = float(s.values[-3:].mean())
+    if base.value <= 0 or current <= floor:
+        return None  # already there: entropy_collapse says so
+    steps, values = s.steps[-p["window"]:], s.values[-p["window"]:]
+    fit = stats.linregress(steps, values)
+    if not (fit.slope < 0 and fit.pvalue < 0.05):
+        return None  # not falling clearly at the current rate
+    at = float(steps[-1] + (current - floor) / -fit.slope)
+    message = (f"At its current rate ({fit.slope:.3g} nats/step, fitted on steps {steps[0]:g}-{steps[-1]:g}) entropy "
+               f"({s.column}, now {current:.3g}) reaches its floor {floor:.3g} nats ({p['threshold']:.0%} of its start "
+               f"{base.value:.3g}) at about step {at:.0f}, {at - steps[-1]:.0f} steps from now.")
+    evidence = {"column": s.column, "value": current, "floor": floor, "rate_per_step": fit.slope,
+                "rate_pvalue": fit.pvalue, "forecast_step": at, "fit_steps": [steps[0], steps[-1]], **base.to_dict()}
+    return _alert("entropy_floor_forecast", "info", steps[-1], steps[-1], message, evidence, "entropy",
+                  "entropy_floor_forecast")
+
+
+def _surge(ctx: RuleContext, p: dict):
+    s = entropy_series(ctx, p["start_points"] + p["persist"])
+    if s is None:
+        return None
+    base = baseline(s, p["start_points"])
+    limit = (1.0 + p["threshold"]) * base.value
+    flags = s.values > limit
+    flags[: base.n] = False
+    j = first_persistent(flags, p["persist"])
+    if j is None or base.value <= 0:
+        return None
+    peak = float(s.values[: j + p["persist"]].max())
+    return {"column": s.column, "step": s.steps[j], "visible": s.steps[j + p["persist"] - 1], "value": s.values[j],
+            "limit": limit, "peak": peak, "baseline": base,
+            "words": (f"entropy ({s.column}) surged to {s.values[j]:.3g} nats at step {s.steps[j]:g} "
+                      f"({s.values[j] / base.value:.1f}x its start {base.words}; above {1 + p['threshold']:g}x for "
+                      f"{p['persist']} points)")}
+
+
+def _collapse(ctx: RuleContext, p: dict):
+    found = []
+    for column in performance_columns(ctx):
+        s = series(ctx.frame, column)
+        if s.values.size < p["persist"] + 1:
+            continue
+        span = running_span(s.values, metric_range(ctx, s))
+        best = np.maximum.accumulate(s.values)
+        flags = (best - s.values) > p["collapse"] * span
+        j = first_persistent(flags, p["persist"])
+        if j is None:
+            continue
+        best_at = float(s.steps[int(np.argmax(s.values[: j + 1]))])
+        found.append({"column": column, "step": s.steps[j], "visible": s.steps[j + p["persist"] - 1],
+                      "value": s.values[j], "best": best[j], "best_step": best_at, "span": span[j],
+                      "words": (f"{column} collapsed to {s.values[j]:.3g} at step {s.steps[j]:g} from its best "
+                                f"{best[j]:.3g} (step {best_at:g}), a drop of more than {p['collapse']:g} of its "
+                                f"range {span[j]:.3g}")})
+    return min(found, key=lambda f: f["visible"]) if found else None
+
+
+def divergence(ctx: RuleContext, p: dict) -> Alert | None:
+    surge, collapse = _surge(ctx, p), _collapse(ctx, p)
+    if surge is None and collapse is None:
+        return None
+    parts = [part for part in (surge, collapse) if part is not None]
+    step = min(part["step"] for part in parts)
+    evidence = {}
+    if surge is not None:
+        evidence["entropy_surge"] = {"column": surge["column"], "step": surge["step"], "visible_step": surge["visible"],
+                                     "value": surge["value"], "threshold": surge["limit"], "peak_so_far": surge["peak"],
+                                     **surge["baseline"].to_dict()}
+    if collapse is not None:
+        evidence["performance_collapse"] = {k: collapse[k] for k in ("column", "step", "value", "best", "best_step", "span")}
+        evidence["performance_collapse"]["visible_step"] = collapse["visible"]
+        severity, visible = "critical", collapse["visible"]
+        words = " and ".join(part["words"] for part in sorted(parts, key=lambda part: part["step"]))
+        message = f"Training diverged: {words}."
+        return _alert("divergence", severity, step, visible, message, evidence, "performance")
+    message = (f"Entropy surge: {surge['words']}; performance has not collapsed (yet) - watch it, a surge is how "
+               "a divergence starts, though entropy may also fall and then rise in a healthy run.")
+    return _alert("divergence", "warning", step, surge["visible"], message, evidence, "entropy", "divergence_surge")
+
+
+def saturated(ctx: RuleContext, p: dict) -> Alert | None:
+    for column in performance_columns(ctx)[:1]:
+        s = series(ctx.frame, column, p["window"])
+        bounds = metric_range(ctx, s)
+        if bounds is None or s.values.size < p["window"]:
+            return None
+        level = bounds[0] + p["threshold"] * (bounds[1] - bounds[0])
+        flags = s.smoothed >= level
+        flags[: p["window"] - 1] = False
+        i = first_index(flags)
+        if i is None:
+            return None
+        message = (f"Saturated: {column} has averaged {s.smoothed[i]:.3g} over the last {p['window']} points at step "
+                   f"{s.steps[i]:g}, at or above {p['threshold']:.0%} of its range [{bounds[0]:g}, {bounds[1]:g}]: most "
+                   "groups are all-correct, give no advantage and so no gradient; the task is too easy for this policy.")
+        evidence = {"column": column, "value": s.smoothed[i], "threshold": level, "window": p["window"],
+                    "bounds": list(bounds)}
+        return _alert("saturated", "warning", s.steps[i], s.steps[i], message, evidence, "performance")
+    return None
+
+
+PLATEAU_SMOOTHING = 5  # points in the trailing mean the plateau rule compares
+
+
+def plateau(ctx: RuleContext, p: dict) -> Alert | None:
+    """No new best (trailing mean over 5 points, by more than ``threshold`` of the range) for ``window``
+    points, while entropy fell by more than ``entropy_drop`` over them and performance stayed near
+    its best (a collapsed run is ``divergence``'s, not a plateau)."""
+    columns = performance_columns(ctx)
+    entropy = entropy_series(ctx, p["window"])
+    if not columns or entropy is None:
+        return None
+    s = series(ctx.frame, columns[0], PLATEAU_SMOOTHING)
+    w = p["window"]
+    if s.values.size < w + PLATEAU_SMOOTHING:
+        return None
+    span = running_span(s.values, metric_range(ctx, s))
+    for i in range(w + PLATEAU_SMOOTHING - 1, s.values.size):
+        start = i - w + 1
+        best_before = float(s.smoothed[:start].max())
+        best_since = float(s.smoothed[start:i + 1].max())
+        if best_since >= best_before + p["threshold"] * span[i] or s.smoothed[i] < best_before - 0.25 * span[i]:
+            continue
+        lo, hi = s.steps[start], s.steps[i]
+        e_start = entropy.values[entropy.steps <= lo][-PLATEAU_SMOOTHING:]
+        e_end = entropy.values[entropy.steps <= hi][-PLATEAU_SMOOTHING:]
+        if e_start.size == 0 or e_end.size == 0:
+            continue
+        e1, e2 = float(e_start.mean()), float(e_end.mean())
+        if e1 > 0 and e2 < (1 - p["entropy_drop"]) * e1:
+            message = (f"Plateau: {s.column} has not beaten its best {best_before:.3g} (mean of {PLATEAU_SMOOTHING} "
+                       f"points) by {p['threshold']:.0%} of its range in the {w} points of steps {lo:g}-{hi:g} (now "
+                       f"{s.smoothed[i]:.3g}), while entropy ({entropy.column}) fell {1 - e2 / e1:.0%} ({e1:.3g} -> "
+                       f"{e2:.3g} nats): entropy is being spent without a gain.")
+            evidence = {"column": s.column, "best": best_before, "best_in_window": best_since, "value": s.smoothed[i],
+                        "threshold": p["threshold"] * span[i], "entropy_column": entropy.column, "entropy_start": e1,
+                        "entropy_end": e2, "window_steps": [lo, hi]}
+            return _alert("plateau", "warning", hi, hi, message, evidence, "performance")
+    return None
+
+
+def zero_variance_table(samples: pd.DataFrame) -> pd.DataFrame | None:
+    """Per step, the exact share of rollouts in zero-variance groups, split by all-correct / all-wrong.
+
+    A group is the completions of one prompt in one step (``group_id``); its rewards have zero
+    variance when max - min <= 1e-8; "correct" is reward > 0 (the metrics' default). Columns: step,
+    waste, all_correct, all_wrong (shares of the step's rollouts)."""
+    needed = {"step", "group_id", "reward"}
+    if samples is None or not needed <= set(samples.columns):
+        return None
+    data = samples[["step", "group_id", "reward"]].copy()
+    data["reward"] = pd.to_numeric(data["reward"], errors="coerce")
+    data = data[data["reward"].notna() & data["group_id"].notna()]
+    data = data[data["group_id"].astype(str) != "-1"]
+    if data.empty:
+        return None
+    data["group_id"] = data["group_id"].astype(str)
+    groups = data.groupby(["step", "group_id"])["reward"].agg(["min", "max", "size"]).reset_index()
+    zero = (groups["max"] - groups["min"]) <= 1e-8
+    groups["correct"] = np.where(zero & (groups["min"] > 0), groups["size"], 0)
+    groups["wrong"] = np.where(zero & (groups["max"] <= 0), groups["size"], 0)
+    per_step = groups.groupby("step")[["size", "correct", "wrong"]].sum()
+    table = pd.DataFrame({"step": per_step.index.to_numpy(dtype=np.float64),
+                          "all_correct": (per_step["correct"] / per_step["size"]).to_numpy(),
+                          "all_wrong": (per_step["wrong"] / per_step["size"]).to_numpy()})
+    table["waste"] = table["all_correct"] + table["all_wrong"]
+    return table.sort_values("step").reset_index(drop=True)
+
+
+def zero_variance_waste(ctx: RuleContext, p: dict) -> Alert | None:
+    table = zero_variance_table(ctx.samples)
+    if table is not None:
+        source = "exact, from the samples table"
+        waste = series(table, "waste", p["window"])
+        correct = series(table, "all_correct", p["window"]).smoothed
+        wrong = series(table, "all_wrong", p["window"]).smoothed
+    else:
+        column = next((c for c in _ZERO_STD_COLUMNS if finite_count(ctx.frame, c) > 0), None)
+        if column is None:
+            return None
+        source = f"from {column} (no samples table: no split by outcome)"
+        waste = series(ctx.frame, column, p["window"])
+        correct = wrong = None
+    i = first_index(waste.smoothed > p["threshold"])
+    if i is None:
+        return None
+    evidence = {"value": waste.smoothed[i], "threshold": p["threshold"], "window": p["window"], "source": source}
+    remedy = "zero_variance_waste"
+    split = ""
+    if correct is not None:
+        evidence.update(all_correct=correct[i], all_wrong=wrong[i])
+        split = f" ({correct[i]:.0%} in all-correct groups, too easy; {wrong[i]:.0%} in all-wrong groups, too hard)"
+        if correct[i] >= 2 * wrong[i]:
+            remedy = "zero_variance_waste_easy"
+        elif wrong[i] >= 2 * correct[i]:
+            remedy = "zero_variance_waste_hard"
+    message = (f"{waste.smoothed[i]:.0%} of rollouts give no gradient at step {waste.steps[i]:g} (mean of the last "
+               f"{p['window']} steps, above {p['threshold']:.0%}){split}: their group's rewards all agree, so their "
+               f"GRPO advantage is zero [{source}].")
+    return _alert("zero_variance_waste", "warning", waste.steps[i], waste.steps[i], message, evidence, "groups", remedy)
+
+
+def pass_at_k_converging(ctx: RuleContext, p: dict) -> Alert | None:
+    import re
+
+    ks = sorted(int(m.group(1)) for c in ctx.frame.columns if (m := re.fullmatch(r"pass_at_(\d+)", str(c))))
+    ks = [k for k in ks if k > 1 and finite_count(ctx.frame, f"pass_at_{k}") > 0]
+    if not ks or finite_count(ctx.frame, "pass_at_1") == 0:
+        return None
+    k = ks[-1]
+    gap_frame = pd.DataFrame({"step": ctx.frame["step"],
+                              "gap": column_values(ctx.frame, f"pass_at_{k}") - column_values(ctx.frame, "pass_at_1")})
+    s = series(gap_frame, "gap", p["window"])
+    if s.values.size <= p["start_points"]:
+        return None
+    base = baseline(s, p["start_points"])
+    if base.value <= 0:
+        return None
+    limit = p["threshold"] * base.value
+    flags = s.smoothed < limit
+    flags[: base.n] = False
+    i = first_index(flags)
+    if i is None:
+        return None
+    message = (f"pass@{k} - pass@1 shrank to {s.smoothed[i]:.3g} at step {s.steps[i]:g} (mean of the last {p['window']} "
+               f"points), below {p['threshold']:.0%} of its start {base.words}: the samples of a prompt are becoming "
+               "copies of each other, so extra samples no longer find new answers.")
+    evidence = {"k": k, "value": s.smoothed[i], "threshold": limit, **base.to_dict()}
+    return _alert("pass_at_k_converging", "warning", s.steps[i], s.steps[i], message, evidence, "diversity")
+
+
+def ess_low(ctx: RuleContext, p: dict) -> Alert | None:
+    if finite_count(ctx.frame, "ess_frac") == 0:
+        return None
+    s = series(ctx.frame, "ess_frac", p["window"])
+    i = first_index(s.smoothed < p["threshold"])
+    if i is None:
+        return None
+    message = (f"Importance-weight ESS fell to {s.smoothed[i]:.0%} of the batch at step {s.steps[i]:g} (mean of the "
+               f"last {p['window']} points), below {p['threshold']:.0%}: updates are far off-policy.")
+    evidence = {"value": s.smoothed[i], "threshold": p["threshold"], "window": p["window"]}
+    return _alert("ess_low", "warning", s.steps[i], s.steps[i], message, evidence, "importance")
+
+
+def low_headroom(ctx: RuleContext, p: dict) -> Alert | None:
+    from entropymon.analysis.forecast import forecast_ceiling
+
+    try:
+        forecast = forecast_ceiling(ctx.run_or_df, performance=ctx.performance, entropy=ctx.entropy,
+                                    bounds=ctx.bounds, n_bootstrap=200)
+    except AnalysisError:
+        return None
+    if not forecast.trustworthy or forecast.ceiling is None:
+        return None
+    s = series(ctx.frame, forecast.backtest.performance_column, p["window"])
+    headroom = forecast.ceiling - float(s.smoothed[-1])
+    if headroom >= p["threshold"]:
+        return None
+    message = (f"Predicted ceiling {forecast.ceiling:.3g} is only {headroom:.3g} above the current {s.column} "
+               f"{s.smoothed[-1]:.3g} at step {s.steps[-1]:g}: little gain is left.")
+    evidence = {"ceiling": forecast.ceiling, "value": s.smoothed[-1], "headroom": headroom, "threshold": p["threshold"]}
+    return _alert("low_headroom", "info", s.steps[-1], s.steps[-1], message, evidence, "law", "low_headroom")
+
+
+RULE_LIST = [
+    Rule("divergence", "Performance falling from its best by more than `collapse` of its range (critical), and/or "
+         "entropy above (1 + `threshold`) times its start (warning alone), for `persist` points",
+         "critical", {"threshold": 2.0, "collapse": 0.5, "persist": 2, "start_points": 3}, divergence),
+    Rule("entropy_collapse", "Entropy (trailing mean) below `threshold` times its start (mean of the first "
+         "`start_points` points); the covariance is its evidence", "warning",
+         {"threshold": 0.3, "window": 3, "start_points": 3}, entropy_collapse),
+    Rule("entropy_floor_forecast", "Entropy falling (linear fit of the last `window` points, p < 0.05): the step it "
+         "reaches `threshold` times its start at the current rate", "info",
+         {"threshold": 0.3, "window": 20, "start_points": 3}, entropy_floor_forecast),
+    Rule("saturated", "Performance (trailing mean) at or above `threshold` of its known range", "warning",
+         {"threshold": 0.9, "window": 5}, saturated),
+    Rule("plateau", "No new best performance (5-point trailing mean, by `threshold` of its range) for `window` "
+         "points while entropy fell more than `entropy_drop`", "warning", {"threshold": 0.02, "window": 10, "entropy_drop": 0.1}, plateau),
+    Rule("zero_variance_waste", "Share of rollouts in zero-reward-variance groups (trailing mean) above `threshold`, "
+         "split into all-correct and all-wrong", "warning", {"threshold": 0.5, "window": 5}, zero_variance_waste),
+    Rule("pass_at_k_converging", "pass@k - pass@1 (largest k, trailing mean) below `threshold` times its start",
+         "warning", {"threshold": 0.25, "window": 5, "start_points": 3}, pass_at_k_converging),
+    Rule("ess_low", "Importance-weight ESS fraction (trailing mean) below `threshold`", "warning",
+         {"threshold": 0.5, "window": 3}, ess_low),
+    Rule("low_headroom", "Trustworthy predicted ceiling less than `threshold` above current performance", "info",
+         {"threshold": 0.02, "window": 5}, low_headroom, live=False),
+]

@@ -1,0 +1,90 @@
+"""The shapes of the diagnosis: ``Alert`` (one fired rule), ``Rule`` (one registry entry) and the
+``RuleContext`` a rule reads. Kept apart from ``alerts`` (the registry and ``diagnose``) and
+``alert_rules`` (the conditions) so that both import these without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pandas as pd
+
+from entropymon.analysis._frame import json_float
+
+SEVERITIES = ("info", "warning", "critical")
+# which plot an alert belongs to (the dashboard marks its step there)
+PLOTS = ("entropy", "performance", "groups", "diversity", "importance", "law")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One fired rule: how bad, where it began and when it could first be seen, why, and what to try."""
+
+    rule: str
+    severity: str
+    step: float
+    first_visible_step: float
+    message: str
+    evidence: dict = field(default_factory=dict)  # "text" (words) + the numbers behind it
+    plot: str = "entropy"
+    remedies: tuple = ()  # dicts from analysis.remedies
+
+    def __post_init__(self):
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity: expected one of {SEVERITIES}, got {self.severity!r}")
+        object.__setattr__(self, "step", float(self.step))
+        object.__setattr__(self, "first_visible_step", float(self.first_visible_step))
+        object.__setattr__(self, "remedies", tuple(self.remedies))
+
+    def to_dict(self) -> dict:
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "step": json_float(self.step),
+            "first_visible_step": json_float(self.first_visible_step),
+            "message": self.message,
+            "evidence": _jsonable(self.evidence),
+            "plot": self.plot,
+            "remedies": [dict(r) for r in self.remedies],
+        }
+
+    def line(self) -> str:
+        """The alert on one line, for a training log: ``entropymon critical [divergence] step 25: ...``."""
+        return f"entropymon {self.severity} [{self.rule}] step {self.step:g}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    severity: str  # the most severe level it can fire at
+    defaults: dict
+    check: Callable[["RuleContext", dict], Alert | None]
+    live: bool = True  # cheap enough to evaluate on the Monitor's thread at every step
+
+
+@dataclass
+class RuleContext:
+    """What a rule reads: the step table, the run (for its samples table) and the column choices."""
+
+    run_or_df: object
+    frame: pd.DataFrame
+    performance: str
+    entropy: str
+    bounds: object
+
+    @property
+    def samples(self) -> pd.DataFrame | None:
+        samples = getattr(self.run_or_df, "samples", None)
+        return samples if isinstance(samples, pd.DataFrame) and len(samples) else None
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) or hasattr(value, "dtype"):
+        return json_float(value)
+    return value
