@@ -213,3 +213,39 @@ def test_attach_twice_is_refused(tmp_path):
             attach(trainer, logdir=str(tmp_path / "runs"))
     finally:
         monitor.close()
+
+
+def test_halt_on_critical_stops_a_real_trl_run_whose_reward_collapses(tmp_path, capsys):
+    """The reward function turns against the policy after 4 steps (every completion then scores 0), so
+    the training reward collapses from ~0.6 to 0: the live divergence rule goes critical and
+    ``halt_on="critical"`` ends the run long before its 20 steps."""
+    calls = {"n": 0}
+
+    def turns_against_the_policy(prompts, completions, **kwargs):
+        calls["n"] += 1
+        return [0.0] * len(completions) if calls["n"] > 4 else starts_with_digit(prompts, completions)
+
+    tokenizer = build_tokenizer()
+    train, _ = split_problems(0)
+    model = build_model(seed=0, hidden_size=32, num_layers=1, num_heads=2)
+    settings = GrpoSettings(steps=20, seed=0, completions_per_step=COMPLETIONS, num_generations=GENERATIONS, lr=1e-2)
+    trainer = build_grpo_trainer(model, tokenizer, train[:64], settings, str(tmp_path / "out"),
+                                 reward_funcs=[turns_against_the_policy])
+    monitor = attach(trainer, logdir=str(tmp_path / "runs"), run="halted", halt_on="critical", token_rows_every=0)
+    monitor.alert_watcher.min_interval_s = 0.0
+    trainer.train()
+    callback = next(c for c in trainer.callback_handler.callbacks if hasattr(c, "halter"))
+    assert callback.halter is not None and callback.halter.reason, "the run was not stopped"
+    assert trainer.state.global_step < 20
+    alert = callback.halter.alert
+    assert alert.rule == "divergence" and alert.severity == "critical"
+    assert alert.evidence["performance_collapse"]["step"] == 5  # the first step scored by the turned reward
+    assert trainer.state.global_step >= alert.first_visible_step
+    assert "stopping training at step" in capsys.readouterr().err
+    steps = read_run(monitor.path).step_metrics
+    assert steps["step"].max() == trainer.state.global_step  # the steps before the stop are all written
+
+
+def test_halt_on_must_be_a_severity(tmp_path):
+    with pytest.raises(InputError, match="halt_on"):
+        attach(make_trainer(tmp_path), logdir=str(tmp_path / "runs"), halt_on="sometimes")

@@ -54,13 +54,21 @@ class Monitor:
             and distinct answers (default: rewards must be 0/1).
         decode: token id -> text, to fill ``token_text`` in the tokens table.
         queue_size: observations the worker may fall behind by before new ones are dropped.
+        alerts: evaluate the collapse rules live (True: the live rules of ``analysis.alerts``; or a
+            list of rule names; False: off). On rank 0 only. A fired rule prints one line to stderr
+            (once per rule, with a cooldown); ``alerts`` and ``worst_alert`` say what fired.
+        alert_webhook: also POST each alert there as JSON (Slack-compatible ``text`` + ``alert``);
+            default ``$ENTROPYMON_ALERT_WEBHOOK``. Delivery runs on its own thread with timeouts and
+            retries: a slow or dead endpoint costs the training loop nothing.
+        alert_thresholds: rule parameters, as ``thresholds`` of ``diagnose``.
     """
 
     def __init__(self, logdir, run: str | None = None, config: Mapping | None = None, *,
                  rank: int | None = None, temperature: float = 1.0, token_rows_every: int = 10,
                  token_rows_per_step: int = 4, metrics="default", pass_k=(1, 4, 8),
                  nan_policy: str = "warn", strict: bool = False, success_threshold: float | None = None,
-                 decode: Callable | None = None, queue_size: int = 256):
+                 decode: Callable | None = None, queue_size: int = 256, alerts=True,
+                 alert_webhook: str | None = None, alert_thresholds: Mapping | None = None):
         from entropymon.log.writer import RunLog
 
         self.settings = make_settings(temperature=temperature, metrics=metrics, token_rows_every=token_rows_every,
@@ -70,8 +78,13 @@ class Monitor:
             raise InputError(f"queue_size: expected a positive int, got {queue_size!r}")
         self.rank = resolve_rank(rank)
         self._failures = FailureLog(strict=bool(strict), nan_policy=nan_policy)
+        self.alert_watcher = _alert_watcher(alerts, alert_webhook, alert_thresholds, rank=self.rank,
+                                            inline=bool(strict), run=run)
         self._log = RunLog(logdir, run, dict(config or {}), rank=self.rank)
-        self._stream = StepStream(self._log, self.settings, self._failures, on_caller_thread=bool(strict))
+        if self.alert_watcher is not None:
+            self.alert_watcher.run = self._log.run
+        self._stream = StepStream(self._log, self.settings, self._failures, on_caller_thread=bool(strict),
+                                  on_row=None if self.alert_watcher is None else self.alert_watcher.add_row)
         self._worker = None if strict else StreamWorker(self._stream, self._failures, queue_size=queue_size)
         self._closed = False
         atexit.register(self.close)
@@ -144,6 +157,8 @@ class Monitor:
                 self._stream.finish_step()
         finally:
             self._log.close()
+            if self.alert_watcher is not None:
+                self.alert_watcher.close(timeout=2.0)
         self._failures.raise_pending()
 
     def __enter__(self) -> Monitor:
@@ -169,6 +184,16 @@ class Monitor:
         """The run folder."""
         return self._log.path
 
+    @property
+    def alerts(self) -> list:
+        """The alerts reported live so far (``analysis.alerts.Alert``), oldest first."""
+        return [] if self.alert_watcher is None else list(self.alert_watcher.alerts)
+
+    @property
+    def worst_alert(self) -> str | None:
+        """The most severe live alert so far ("info" / "warning" / "critical"), or None."""
+        return None if self.alert_watcher is None else self.alert_watcher.worst
+
     # -- internals -------------------------------------------------------------------------
 
     def _submit(self, method: str, *args) -> None:
@@ -186,6 +211,21 @@ class Monitor:
     def _check_open(self) -> None:
         if self._closed:
             raise InputError("observe(): expected an open Monitor, got one that was closed (make a new Monitor)")
+
+
+def _alert_watcher(alerts, webhook, thresholds, *, rank: int, inline: bool, run):
+    """The live ``AlertWatcher`` (rank 0 only), or None when alerts are off."""
+    if alerts is False or alerts is None:
+        if webhook:
+            raise InputError(f"alert_webhook: expected alerts on (alerts=True) to post them, got alerts={alerts!r}")
+        return None
+    if rank != 0:
+        return None  # one voice: rank 0 speaks for the run
+    # the analysis is torch-free; it is imported here, lazily, so a Monitor with alerts off never loads it
+    from entropymon.alerting.watch import AlertWatcher
+
+    rules = None if alerts is True else alerts
+    return AlertWatcher(rules, thresholds, webhook=webhook, inline=inline, run=run)
 
 
 def _check_step(step) -> int:

@@ -21,8 +21,10 @@ from entropymon.hooks.step_report import step_report
 class StepStream:
     """Collects one step at a time and writes it to ``log`` when it is complete."""
 
-    def __init__(self, log, settings: MonitorSettings, failures: FailureLog, *, on_caller_thread: bool):
+    def __init__(self, log, settings: MonitorSettings, failures: FailureLog, *, on_caller_thread: bool,
+                 on_row=None):
         self._log = log
+        self._on_row = on_row  # called with (step, row) after each row is written (live alerts)
         self._settings = settings
         self._failures = failures
         self._on_caller_thread = on_caller_thread
@@ -85,6 +87,11 @@ class StepStream:
                    if not name.startswith("stat/") and isinstance(value, (int, float))}
         with self._latest_lock:
             self._latest = {"step": step, **scalars}
+        if self._on_row is not None:
+            try:
+                self._on_row(step, scalars)
+            except Exception as error:  # noqa: BLE001 - monitoring never breaks training
+                self._failures.record_error("live alerts", error, on_caller_thread=self._on_caller_thread)
 
     def _health(self) -> dict[str, float]:
         return {"monitor_errors": float(self._failures.errors),

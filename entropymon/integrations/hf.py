@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from transformers import TrainerCallback
 
 from entropymon.errors import InputError
+from entropymon.integrations.halting import Halter, check_halt_on
 from entropymon.integrations.scalars import canonical_scalars, is_training_summary, numeric_scalars, prefixed
 
 HF_PREFIX = "hf"
@@ -39,11 +40,24 @@ class EntropymonCallback(TrainerCallback):
         run: the run's folder name (a fresh name is made when None).
         config: extra settings for ``run.json`` (the trainer's JSON-able arguments are added).
         rename: also write the unambiguous keys under entropymon's names (see the module docstring).
+        alerts: evaluate the collapse rules live on the logged scalars (one stderr line per fired
+            rule; see ``Monitor``); False turns them off.
+        alert_webhook: POST each alert there (default ``$ENTROPYMON_ALERT_WEBHOOK``).
+        halt_on: "critical" (or "warning") stops training once such an alert fires, saying why.
     """
 
-    def __init__(self, logdir="runs", run: str | None = None, config: Mapping | None = None, *, rename: bool = True):
+    def __init__(self, logdir="runs", run: str | None = None, config: Mapping | None = None, *, rename: bool = True,
+                 alerts=True, alert_webhook: str | None = None, halt_on: str | None = None):
         if config is not None and not isinstance(config, Mapping):
             raise InputError(f"config: expected a dict or None, got {type(config).__name__}")
+        self.halt_on = check_halt_on(halt_on)
+        if alerts is False and (alert_webhook or halt_on):
+            raise InputError("alerts: expected True to post or halt on alerts, got alerts=False with "
+                             f"alert_webhook={alert_webhook!r}, halt_on={halt_on!r}")
+        self.alerts = alerts
+        self.alert_webhook = alert_webhook
+        self.watcher = None  # the live AlertWatcher, between on_train_begin and on_train_end
+        self.halter: Halter | None = None
         self.logdir = logdir
         self.run = run
         self.config = dict(config or {})
@@ -58,6 +72,13 @@ class EntropymonCallback(TrainerCallback):
 
         self.log = RunLog(self.logdir, self.run, {**_args_config(args), **self.config})
         self.path = self.log.path
+        if self.alerts is not False:
+            from entropymon.alerting.watch import AlertWatcher
+
+            self.watcher = AlertWatcher(None if self.alerts is True else self.alerts, webhook=self.alert_webhook,
+                                        run=self.log.run)
+            if self.halt_on is not None:
+                self.halter = Halter(self.watcher, self.halt_on)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.log is None or is_training_summary(logs):
@@ -70,15 +91,26 @@ class EntropymonCallback(TrainerCallback):
             if self.rename:
                 row.update(canonical_scalars(scalars))
             self.log.log_step(state.global_step, row)
+            if self.watcher is not None:
+                self.watcher.add_row(state.global_step, row)
         except Exception as error:  # noqa: BLE001 - monitoring never breaks training
             warnings.warn(f"entropymon: could not record the trainer's logged scalars ({error})", RuntimeWarning,
                           stacklevel=2)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.halter is not None:
+            try:
+                self.halter.check(control, state.global_step)
+            except Exception as error:  # noqa: BLE001 - monitoring never breaks training
+                warnings.warn(f"entropymon: halt_on check failed ({error})", RuntimeWarning, stacklevel=2)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.log is None:
             return
         log, self.log = self.log, None
         try:
+            if self.watcher is not None:
+                self.watcher.close()
             log.close()
         except Exception as error:  # noqa: BLE001
             warnings.warn(f"entropymon: closing the run log failed ({error})", RuntimeWarning, stacklevel=2)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from transformers import TrainerCallback
 
 from entropymon.errors import InputError, IntegrationError
+from entropymon.integrations.halting import Halter, check_halt_on
 from entropymon.integrations.scalars import canonical_scalars, is_training_summary, numeric_scalars, prefixed
 from entropymon.integrations.trl_capture import TrlCapture
 
@@ -37,7 +38,7 @@ NOT_FORWARDED_PREFIXES = (f"{TRL_PREFIX}/", "hf/", "stat/")
 
 
 def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callable[[str], str] | None = None,
-           forward_metrics: bool = True, **monitor_kwargs):
+           forward_metrics: bool = True, halt_on: str | None = None, **monitor_kwargs):
     """Start a ``Monitor`` on a TRL ``GRPOTrainer`` and return it; the trainer is changed only by instance wrappers.
 
     Args:
@@ -45,7 +46,10 @@ def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callabl
         logdir, run: where the run folder goes (see ``Monitor``).
         answer_fn: completion text -> final answer, for ``distinct_answer_frac`` (default: none).
         forward_metrics: copy entropymon's latest step metrics into the trainer's logs (``entropymon/``).
-        **monitor_kwargs: passed to ``Monitor`` (``token_rows_every``, ``metrics``, ``config`` ...).
+        halt_on: "critical" (or "warning") stops training (``control.should_training_stop``) once a
+            live alert of that severity fires, printing why; None (default) never stops it.
+        **monitor_kwargs: passed to ``Monitor`` (``token_rows_every``, ``metrics``, ``config``,
+            ``alerts``, ``alert_webhook`` ...).
             ``temperature`` defaults to the trainer's, the one TRL's entropies are computed at.
     """
     from transformers import Trainer
@@ -57,6 +61,9 @@ def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callabl
     if getattr(trainer, "_entropymon_monitor", None) is not None:
         raise IntegrationError("trainer: expected a trainer without entropymon attached, got one that already "
                                "has a monitor (attach once per trainer)")
+    halt_on = check_halt_on(halt_on)
+    if halt_on is not None and monitor_kwargs.get("alerts", True) is False:
+        raise InputError(f"halt_on: expected live alerts on to halt on them, got alerts=False with halt_on={halt_on!r}")
     if answer_fn is not None and not callable(answer_fn):
         raise InputError(f"answer_fn: expected a callable (text -> answer) or None, got {type(answer_fn).__name__}")
     trainer_temperature = float(getattr(trainer, "temperature", getattr(trainer.args, "temperature", 1.0)))
@@ -68,7 +75,10 @@ def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callabl
     config = {**trainer_config(trainer), **dict(monitor_kwargs.pop("config", None) or {})}
     monitor = Monitor(logdir, run, config, temperature=temperature, **monitor_kwargs)
 
-    callback = TrlCallback(monitor)
+    halter = None
+    if halt_on is not None and monitor.alert_watcher is not None:
+        halter = Halter(monitor.alert_watcher, halt_on)
+    callback = TrlCallback(monitor, halter)
     capture = TrlCapture(trainer, monitor, answer_fn=answer_fn, on_disable=callback.fall_back)
     callback.capture = capture
     capture.install()
@@ -86,10 +96,18 @@ class TrlCallback(TrainerCallback):
     ``integrations.scalars`` (``entropy_mean`` from TRL's ``entropy`` ...).
     """
 
-    def __init__(self, monitor):
+    def __init__(self, monitor, halter: Halter | None = None):
         self.monitor = monitor
+        self.halter = halter
         self.capture: TrlCapture | None = None
         self.fallback_reason: str | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.halter is not None:
+            try:
+                self.halter.check(control, state.global_step)
+            except Exception as error:  # noqa: BLE001 - monitoring never breaks training
+                warnings.warn(f"entropymon: halt_on check failed ({error})", RuntimeWarning, stacklevel=2)
 
     def fall_back(self, reason: str) -> None:
         self.fallback_reason = reason
