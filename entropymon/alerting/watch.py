@@ -50,7 +50,7 @@ class AlertWatcher:
 
     def __init__(self, rules=None, thresholds: Mapping | None = None, *, min_severity: str = "warning",
                  cooldown_steps: int = 50, webhook: str | None = None, write: Callable[[str], None] | None = None,
-                 run: str | None = None, inline: bool = False, min_interval_s: float = 1.0,
+                 run: str | None = None, inline: bool = False, min_interval_s: float = 5.0,
                  performance: str = "auto", bounds="auto"):
         from entropymon.analysis.alerts import LIVE_RULES, check_rule_names, merge_thresholds
 
