@@ -25,7 +25,7 @@ from entropymon.errors import InputError
 
 logger = logging.getLogger("entropymon")
 WEBHOOK_ENV = "ENTROPYMON_ALERT_WEBHOOK"
-SEVERITIES = ("info", "warning", "critical")
+from entropymon.display import SEVERITIES  # noqa: E402 - plain Python, no pandas
 
 
 def _stderr_line(line: str) -> None:

@@ -34,13 +34,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from entropymon.analysis._frame import ENTROPY_AGGREGATES, choose_performance, column_values, finite_count
+from entropymon.analysis._frame import choose_performance, column_values, finite_count
 from entropymon.analysis.alert_types import Alert, Rule, RuleContext
 from entropymon.analysis.bounds import resolve_bounds
 from entropymon.analysis.remedies import remedies_for
 from entropymon.errors import AnalysisError
+from entropymon.registry import ENTROPY_COLUMNS, pass_at_k_columns
 
-_ENTROPY_COLUMNS = tuple(c for c in ENTROPY_AGGREGATES if c != "surprisal_mean")
 _ZERO_STD_COLUMNS = ("zero_std_group_frac", "trl/frac_reward_zero_std")
 
 
@@ -104,7 +104,7 @@ def first_persistent(flags: np.ndarray, persist: int) -> int | None:
 
 def entropy_series(ctx: RuleContext, min_points: int, window: int = 1) -> Series | None:
     """The entropy the user asked for, else the first aggregate the run has (at least ``min_points``)."""
-    column = next((c for c in (ctx.entropy, *_ENTROPY_COLUMNS) if finite_count(ctx.frame, c) >= min_points), None)
+    column = next((c for c in (ctx.entropy, *ENTROPY_COLUMNS) if finite_count(ctx.frame, c) >= min_points), None)
     return None if column is None else series(ctx.frame, column, window)
 
 
@@ -406,9 +406,7 @@ def zero_variance_waste(ctx: RuleContext, p: dict) -> Alert | None:
 
 
 def pass_at_k_converging(ctx: RuleContext, p: dict) -> Alert | None:
-    import re
-
-    ks = sorted(int(m.group(1)) for c in ctx.frame.columns if (m := re.fullmatch(r"pass_at_(\d+)", str(c))))
+    ks = [int(c[len("pass_at_"):]) for c in pass_at_k_columns(ctx.frame.columns)]
     ks = [k for k in ks if k > 1 and finite_count(ctx.frame, f"pass_at_{k}") > 0]
     if not ks or finite_count(ctx.frame, "pass_at_1") == 0:
         return None

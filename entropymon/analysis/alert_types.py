@@ -11,8 +11,7 @@ from typing import Callable
 import pandas as pd
 
 from entropymon.analysis._frame import json_float
-
-SEVERITIES = ("info", "warning", "critical")
+from entropymon.display import SEVERITIES
 # which plot an alert belongs to (the dashboard marks its step there)
 PLOTS = ("entropy", "performance", "groups", "diversity", "importance", "law")
 

@@ -24,6 +24,7 @@ from numbers import Real
 from entropymon.analysis._frame import step_frame
 from entropymon.analysis.alert_rules import RULE_LIST
 from entropymon.analysis.alert_types import PLOTS, SEVERITIES, Alert, Rule, RuleContext
+from entropymon.display import health_of
 from entropymon.errors import InputError
 
 __all__ = ["Alert", "Rule", "RuleContext", "RULES", "LIVE_RULES", "SEVERITIES", "PLOTS", "diagnose", "health"]
@@ -51,10 +52,7 @@ def diagnose(
 
 def health(alerts) -> str:
     """"healthy", "warning" or "critical": the worst severity among warning/critical alerts."""
-    severities = {a["severity"] if isinstance(a, dict) else a.severity for a in alerts}
-    if "critical" in severities:
-        return "critical"
-    return "warning" if "warning" in severities else "healthy"
+    return health_of(a["severity"] if isinstance(a, dict) else a.severity for a in alerts)
 
 
 def check_rule_names(rules) -> list[str]:
