@@ -21,11 +21,11 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 
+from entropymon.display import SEVERITIES
 from entropymon.errors import InputError
 
 logger = logging.getLogger("entropymon")
 WEBHOOK_ENV = "ENTROPYMON_ALERT_WEBHOOK"
-from entropymon.display import SEVERITIES  # noqa: E402 - plain Python, no pandas
 
 
 def _stderr_line(line: str) -> None:
