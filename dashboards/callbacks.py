@@ -19,7 +19,7 @@ from dash.exceptions import PreventUpdate
 
 from entropymon_dashboard import panels
 from entropymon_dashboard.run_view import RUN_PANELS, SELECTED, Panel
-from entropymon_dashboard.runs_table import runs_rows
+from entropymon_dashboard.runs_table import runs_rows, tooltips
 from entropymon_dashboard.store import RunStore
 from entropymon_dashboard.zoom import keep_zoom
 
@@ -85,8 +85,8 @@ def register_callbacks(app, store: RunStore, run_panels=RUN_PANELS) -> None:
         register_panel(app, store, panel)
 
     @app.callback(
-        Output("runs-table", "data"), Output("runs-table", "selected_rows"), Output("data-version", "data"),
-        Output("runs-message", "children"),
+        Output("runs-table", "data"), Output("runs-table", "selected_rows"), Output("runs-table", "tooltip_data"),
+        Output("data-version", "data"), Output("runs-message", "children"),
         Input("poll", "n_intervals"), State("selected-runs", "data"), State("data-version", "data"),
     )
     def poll(_, selected, known):
@@ -98,7 +98,7 @@ def register_callbacks(app, store: RunStore, run_panels=RUN_PANELS) -> None:
             selected = [rows[0]["id"]] if rows else []
         chosen = [i for i, row in enumerate(rows) if row["id"] in set(selected)]
         message = "" if rows else "No runs found under this logdir (a run is a folder with a run.json)."
-        return rows, chosen, versions, message
+        return rows, chosen, tooltips(rows), versions, message
 
     @app.callback(Output("selected-runs", "data"), Input("runs-table", "selected_rows"),
                   State("runs-table", "data"), State("selected-runs", "data"), prevent_initial_call=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dash import dash_table, dcc, html
 
+from entropymon_dashboard.alerts_view import health_styles
 from entropymon_dashboard.run_view import RUN_PANELS
 from entropymon_dashboard.runs_table import COLUMNS
 
@@ -51,6 +52,7 @@ def runs_page() -> html.Div:
             {"if": {"filter_query": "{status} = live"}, "backgroundColor": "#eef8ee"},
             {"if": {"filter_query": "{status} = broken"}, "backgroundColor": "#fdecea"},
             {"if": {"filter_query": "{trust} = no", "column_id": "trust"}, "color": "#b00"},
+            *health_styles(),
         ],
     )
     return html.Div([

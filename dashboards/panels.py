@@ -36,8 +36,15 @@ from entropymon.figures.law import (
 from entropymon.figures.style import empty_figure
 from entropymon.log.reader import read_table
 from entropymon.registry import ENTROPY_COLUMNS, ENTROPY_ESTIMATES, PERFORMANCE_COLUMNS, pass_at_k_columns
+from entropymon_dashboard import alerts_view
 from entropymon_dashboard.store import RunState, RunStore
-from entropymon_dashboard.tokens_view import completions_view, filter_samples, forking_tokens, visible_whitespace
+from entropymon_dashboard.tokens_view import (
+    completions_view,
+    filter_samples,
+    forking_tokens,
+    shown_count,
+    visible_whitespace,
+)
 
 # what the Entropy dropdown offers: the entropies, their estimates, and the median token entropy
 ENTROPY_CHOICES = (*ENTROPY_COLUMNS, *ENTROPY_ESTIMATES, "entropy_p50")
@@ -103,6 +110,29 @@ def curve_figures(store: RunStore, run_ids, entropy_column: str = "entropy_mean"
                                xanchor="left", font={"size": 11, "color": "#b00"})
         figures.append(fig)
     return tuple(figures)
+
+
+# ---- the diagnosis: what entropymon check says about each run ----
+
+def run_alerts(store: RunStore, run_ids) -> list[tuple[str, dict]]:
+    """(run name, summary) of each readable run: the summary of the Runs table, alerts included."""
+    from entropymon_dashboard.runs_table import run_summary
+
+    return [(s.name, run_summary(store, s)) for s in _states(store, run_ids) if s.message() is None]
+
+
+def alerts_panel(store: RunStore, run_ids):
+    """(the alert cards, a one-line health summary) of the selected runs."""
+    pairs = run_alerts(store, run_ids)
+    line = "; ".join(f"{name}: {summary.get('health', 'healthy')} ({len(summary.get('alerts') or [])} alerts)"
+                     for name, summary in pairs)
+    return alerts_view.alerts_panel(pairs), line
+
+
+def marked(figures, graph_ids, store: RunStore, run_ids) -> tuple:
+    """``figures`` (one per id of ``graph_ids``) with the runs' alert steps drawn on the plot each belongs to."""
+    alerts = [a for _, summary in run_alerts(store, run_ids) for a in summary.get("alerts") or []]
+    return tuple(alerts_view.mark_alerts(fig, alerts, graph_id) for fig, graph_id in zip(figures, graph_ids))
 
 
 # ---- one run: distribution, covariance, diversity ----
@@ -259,6 +289,8 @@ def token_panel(store: RunStore, run_id, step, reward_range=None, advantage_sign
         keys = pd.MultiIndex.from_frame(chosen[["rank", "sample_id"]])
         tokens = tokens[pd.MultiIndex.from_frame(tokens[["rank", "sample_id"]]).isin(keys)]
     blocks = completions_view(chosen, tokens, color_by, max_completions)
+    if not chosen.empty:
+        blocks = [shown_count(len(chosen), max_completions, len(samples)), *blocks]
     table = forking_tokens(tokens)
     table["token"] = table["token"].map(visible_whitespace)
     table["forking_rate"] = table["forking_rate"].astype(float).round(3)

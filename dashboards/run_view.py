@@ -79,13 +79,30 @@ def _smoothing(value) -> float:
 
 
 def _curves(store, run_ids, entropy, performance, smoothing):
-    return panels.curve_figures(store, run_ids, entropy or "entropy_mean", performance or "reward_mean",
-                                _smoothing(smoothing))
+    figures = panels.curve_figures(store, run_ids, entropy or "entropy_mean", performance or "reward_mean",
+                                   _smoothing(smoothing))
+    return panels.marked(figures, CURVE_GRAPHS, store, run_ids)
 
 
 def _law(store, run_id):
     trusted, verdict, held_out, *figures = panels.law_panel(store, run_id)
+    figures = panels.marked(figures, LAW_GRAPHS, store, [run_id] if run_id else [])
     return (verdict, "verdict trusted" if trusted else "verdict untrusted", held_out, *figures)
+
+
+def _diversity(store, run_id, smoothing):
+    figures = panels.diversity_figures(store, run_id, _smoothing(smoothing))
+    return panels.marked(figures, DIVERSITY_GRAPHS, store, [run_id] if run_id else [])
+
+
+def _alerts_header():
+    return html.Div([html.P(id="alerts-summary", className="note"), html.Div(id="alerts-panel", className="alerts")],
+                    className="full")
+
+
+CURVE_GRAPHS = ("entropy-curves", "performance-curves")
+LAW_GRAPHS = ("law-scatter", "law-prediction", "law-ceiling")
+DIVERSITY_GRAPHS = ("div-zero-std", "div-pass-k", "div-distinct", "div-length", "div-ess", "div-kl")
 
 
 def _law_header():
@@ -94,8 +111,13 @@ def _law_header():
 
 
 RUN_PANELS = (
+    Panel("alerts", (Section("Diagnosis", "What entropymon check says about the selected runs: what is wrong, the "
+                             "evidence, what to try. Dashed lines on the plots mark where each alert began.", (),
+                             _alerts_header),),
+          lambda store, run_ids: panels.alerts_panel(store, run_ids), runs=SELECTED,
+          texts=(("alerts-panel", "children"), ("alerts-summary", "children"))),
     Panel("curves", (Section("Curves", "Selected runs overlaid; faint lines are the raw values behind the smoothed "
-                             "ones.", ("entropy-curves", "performance-curves")),),
+                             "ones.", CURVE_GRAPHS),),
           _curves, runs=SELECTED, controls=("entropy-column", "performance-column", "smoothing")),
     Panel("distribution", (Section("Entropy distribution", "Per-step token-entropy histogram, quantiles and the "
                                    "share of forking tokens (entropy > 0.672 nats).",
@@ -103,15 +125,14 @@ RUN_PANELS = (
           lambda store, run_id: panels.distribution_figures(store, run_id)),
     Panel("law", (Section("Law fit: R = -a·e^H + b", "The ceiling at H = 0 is b - a; the early fit uses the first "
                           "15% of steps (more when that holds too few points) and is scored on the rest against "
-                          "naive forecasts.", ("law-scatter", "law-prediction", "law-ceiling"), _law_header),),
+                          "naive forecasts.", LAW_GRAPHS, _law_header),),
           _law, texts=(("law-verdict", "children"), ("law-verdict", "className"), ("law-held-out", "children"))),
     Panel("covariance", (Section("Covariance", "Entropy falls while Cov(log π, A) stays positive; positive-advantage "
                                  "tokens drive it.", ("cov-forms", "cov-dh", "cov-split", "cov-top")),),
           lambda store, run_id, smoothing: panels.covariance_figures(store, run_id, _smoothing(smoothing)),
           controls=("smoothing",)),
     Panel("diversity", (Section("Diversity", "Collapse shows as zero-spread groups, pass@k meeting pass@1, repeated "
-                                "answers.", ("div-zero-std", "div-pass-k", "div-distinct", "div-length")),
-                        Section("Off-policy and KL", "Shown when logged.", ("div-ess", "div-kl"))),
-          lambda store, run_id, smoothing: panels.diversity_figures(store, run_id, _smoothing(smoothing)),
-          controls=("smoothing",)),
+                                "answers.", DIVERSITY_GRAPHS[:4]),
+                        Section("Off-policy and KL", "Shown when logged.", DIVERSITY_GRAPHS[4:])),
+          _diversity, controls=("smoothing",)),
 )

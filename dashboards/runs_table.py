@@ -10,6 +10,7 @@ from __future__ import annotations
 from entropymon.analysis.summary import summarize_run
 from entropymon.display import BROKEN, run_status as status_word
 from entropymon.display import status_label, trust_word
+from entropymon_dashboard.alerts_view import health_tooltip
 from entropymon_dashboard.store import RunState, RunStore
 
 COLUMNS = (
@@ -22,7 +23,9 @@ COLUMNS = (
     ("accuracy", "accuracy", "Last eval_accuracy"),
     ("ceiling", "ceiling", "Predicted performance ceiling b - a of the law R = -a*e^H + b"),
     ("trust", "trust", "Whether the ceiling deserves trust (backtest skill > 0, interval within range, ...)"),
-    ("alerts", "alerts", "Collapse alerts that fired (entropymon check)"),
+    ("health", "health", "healthy / warning / critical: the worst alert of entropymon check; hover a run's badge "
+                         "for the reasons and the trust verdict"),
+    ("alerts", "alerts", "Alerts that fired (entropymon check), info notes included"),
 )
 SUMMARY_BOOTSTRAP = 200
 
@@ -38,20 +41,42 @@ def run_status(state: RunState) -> str:
     return status_label(status_word(state.run.meta.get("status"), state.is_live))
 
 
+class _RunFrames:
+    """The state's combined step table with the run's samples table behind it: what
+    ``summarize_run`` reads (the samples give the exact zero-variance split and the reward's range),
+    so the table's alerts are those of ``entropymon check``."""
+
+    def __init__(self, state: RunState):
+        self.step_metrics = state.step_metrics
+        self._run = state.run
+
+    @property
+    def samples(self):
+        try:
+            return None if self._run is None else self._run.samples
+        except Exception:  # noqa: BLE001 - without samples the rules fall back to the logged share
+            return None
+
+
 def _summary(state: RunState) -> dict:
     frame = state.step_metrics
     if state.message() is not None:
         return {"steps": 0, "reason": state.message()}
     try:
-        return summarize_run(frame, n_bootstrap=SUMMARY_BOOTSTRAP)
+        return summarize_run(_RunFrames(state), n_bootstrap=SUMMARY_BOOTSTRAP)
     except Exception as error:  # the table must still list the run
         return {"steps": int(len(frame)), "reason": f"summary failed: {error}"}
+
+
+def run_summary(store: RunStore, state: RunState) -> dict:
+    """``summarize_run`` of the run, once per run version (the Run view's alerts panel shares it)."""
+    return store.derived(state, "summary", _summary)
 
 
 def run_row(store: RunStore, run_id: str) -> dict:
     """The table row of one run (plain JSON values; ``id`` is the run id)."""
     state = store.state(run_id)
-    summary = store.derived(state, "summary", _summary)
+    summary = run_summary(store, state)
     trusted = summary.get("trustworthy")
     performance = summary.get("performance_column")
     reward = summary.get("performance_end") if performance == "reward_mean" else summary.get("reward_mean_end")
@@ -68,8 +93,16 @@ def run_row(store: RunStore, run_id: str) -> dict:
         "ceiling": _rounded(summary.get("ceiling")),
         "trust": trust_word(trusted),
         "trust_reason": summary.get("reason", ""),
+        "health": BROKEN if state.error else summary.get("health", "healthy"),
+        "health_tooltip": health_tooltip(summary),
         "alerts": len(summary.get("alerts", [])),
     }
+
+
+def tooltips(rows: list[dict]) -> list[dict]:
+    """The table's ``tooltip_data``: the health badge's reasons and the trust reason, per row."""
+    return [{"health": {"value": row.get("health_tooltip", ""), "type": "markdown"},
+             "trust": {"value": row.get("trust_reason", ""), "type": "text"}} for row in rows]
 
 
 def runs_rows(store: RunStore) -> list[dict]:

@@ -84,10 +84,20 @@ def completion_spans(tokens: pd.DataFrame, color_by: str = "entropy", scale_valu
     return spans
 
 
+def shown_count(n_matching: int, max_completions: int, n_step: int) -> html.P:
+    """"k of n completions shown": how many of the filtered completions the view draws (and of the step's)."""
+    k = min(n_matching, max_completions)
+    text = f"{k} of {n_matching} completions shown"
+    if n_matching != n_step:
+        text += f" ({n_matching} of the step's {n_step} match the filters)"
+    return html.P(text, className="completions-count")
+
+
 def completions_view(samples: pd.DataFrame, tokens: pd.DataFrame, color_by: str = "entropy",
                      max_completions: int = 20) -> list:
-    """A block per completion (at most ``max_completions``): a header with reward, advantage and
-    entropy, then the coloured tokens (or the plain text when no token rows were sampled)."""
+    """A block per completion (at most ``max_completions``): its prompt when logged, a header with
+    reward, advantage and entropy, then the coloured tokens (or the plain text when no token rows
+    were sampled)."""
     if samples.empty:
         return [html.P("No completions match these filters.", className="message")]
     column = "entropy" if color_by == "entropy" else "cov"
@@ -111,8 +121,12 @@ def completions_view(samples: pd.DataFrame, tokens: pd.DataFrame, color_by: str 
             text = getattr(row, "text", None)
             body = [html.Span(text if isinstance(text, str) else "(no text or token rows logged for this completion)",
                               className="plain")]
-        blocks.append(html.Div([html.Div(" · ".join(header), className="completion-header"),
-                                html.Div(body, className="completion-text")], className="completion"))
+        parts = [html.Div(" · ".join(header), className="completion-header"),
+                 html.Div(body, className="completion-text")]
+        prompt = getattr(row, "prompt", None)
+        if isinstance(prompt, str) and prompt:
+            parts.insert(0, html.Div(["prompt: ", html.Span(prompt, className="plain")], className="completion-prompt"))
+        blocks.append(html.Div(parts, className="completion"))
     return blocks
 
 

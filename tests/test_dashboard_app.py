@@ -128,8 +128,8 @@ def test_version_changes_only_when_a_run_gets_new_files(tmp_path):
 def test_poll_answers_nothing_changed_without_sending_rows(logdir):
     app = create_app(logdir)
     client = app.server.test_client()
-    outputs = [("runs-table", "data"), ("runs-table", "selected_rows"), ("data-version", "data"),
-               ("runs-message", "children")]
+    outputs = [("runs-table", "data"), ("runs-table", "selected_rows"), ("runs-table", "tooltip_data"),
+               ("data-version", "data"), ("runs-message", "children")]
     status, body = dash_post(client, outputs, [("poll", "n_intervals", 0)],
                              [("selected-runs", "data", None), ("data-version", "data", {})])
     assert status == 200
@@ -137,6 +137,9 @@ def test_poll_answers_nothing_changed_without_sending_rows(logdir):
     rows = response["runs-table"]["data"]
     assert [r["id"] for r in rows] == ["grpo-a", "sweep/grpo-b"]
     assert response["runs-table"]["selected_rows"] == [0]  # first load shows the first run
+    tips = response["runs-table"]["tooltip_data"]  # the health badge explains itself on hover
+    assert len(tips) == len(rows) and all(t["health"]["value"].startswith(f"**{r['health']}**")
+                                          for t, r in zip(tips, rows))
     versions = response["data-version"]["data"]
     status, body = dash_post(client, outputs, [("poll", "n_intervals", 1)],
                              [("selected-runs", "data", ["grpo-a"]), ("data-version", "data", versions)])
@@ -183,16 +186,19 @@ def test_token_panel_colours_the_tokens_of_the_filtered_completions(logdir):
     sample_steps, token_steps = panels.token_steps(store, "grpo-a")
     assert sample_steps == list(range(120)) and token_steps == list(range(0, 120, 10))
     samples, tokens = panels.step_rows(store, "grpo-a", 50)
-    blocks, table = panels.token_panel(store, "grpo-a", 50, advantage_sign="all")
-    spans = [s for block in blocks[:4] for s in block.children[1].children]
+    count, *blocks = panels.token_panel(store, "grpo-a", 50, advantage_sign="all")[0]
+    table = panels.token_panel(store, "grpo-a", 50, advantage_sign="all")[1]
+    assert count.children == f"{min(len(samples), 20)} of {len(samples)} completions shown"
+    spans = [s for block in blocks[:4] for s in block.children[-1].children]
     with_tokens = samples[samples["sample_id"].isin(tokens["sample_id"])]
     assert len(spans) == len(tokens[tokens["sample_id"].isin(with_tokens["sample_id"])])
     assert all(s.style["backgroundColor"].startswith("rgba(214, 39, 40") for s in spans)
     assert sum(r["count"] for r in table) == len(tokens)
-    positive, _ = panels.token_panel(store, "grpo-a", 50, advantage_sign="positive")
+    (shown, *positive), _ = panels.token_panel(store, "grpo-a", 50, advantage_sign="positive")
     n_positive = int((samples["advantage"] > 0).sum())
     assert n_positive > 0 and len(positive) == min(n_positive, 20)
-    headers = [block.children[0].children for block in positive]
+    assert shown.children.endswith(f"({n_positive} of the step's {len(samples)} match the filters)")
+    headers = [block.children[-2].children for block in positive]
     assert all(float(h.split("advantage ")[1].split(" ")[0]) > 0 for h in headers)
 
 

@@ -117,6 +117,42 @@ def test_run_view_draws_every_panel_with_data(page):
     page.screenshot(path=str(SCREENSHOTS / "run_view.png"), full_page=True)
 
 
+def test_the_health_badge_and_the_alerts_panel_say_what_is_wrong_and_what_to_try(page, server):
+    """The Runs table's health badge carries the worst alert, its hover the reasons; the Run view
+    opens with the alerts of entropymon check (message, remedies) and marks each alert's step."""
+    from entropymon import read_run
+    from entropymon.analysis import diagnose, summarize_run
+
+    run = read_run(server.logdir / "grpo-a")
+    summary = summarize_run(run, n_bootstrap=50)
+    alerts = [a for a in diagnose(run) if a.severity != "info"]
+    assert alerts, "the synthetic run's entropy collapse should raise a warning"
+    page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"health\"]').length >= 2")
+    badge = page.locator("#runs-table td[data-dash-column='health']").first
+    assert badge.inner_text().strip() == summary["health"]
+    badge.hover()
+    tooltip = page.locator(".dash-tooltip")
+    tooltip.wait_for()
+    assert alerts[0].rule in tooltip.inner_text() or alerts[0].message[:40] in tooltip.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "runs_health.png"), full_page=True)
+
+    open_tab(page, "Run view")
+    page.wait_for_selector("#alerts-panel .alert-card")
+    cards = page.locator("#alerts-panel .alert-card")
+    texts = " ".join(cards.all_inner_texts())
+    for alert in alerts:
+        assert alert.message in texts
+        assert alert.remedies[0]["action"] in texts and (alert.remedies[0]["trl"] or alert.remedies[0]["verl"]) in texts
+    assert "What to try" in texts
+    # each alert's step is drawn on the plot it belongs to (a dashed vertical line with the rule's name)
+    entropy_alert = next(a for a in alerts if a.plot == "entropy")
+    page.wait_for_function("""([id, rule]) => {
+      const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+      return gd && gd.layout && (gd.layout.annotations || []).some(a => a.text === rule);
+    }""", arg=["entropy-curves", entropy_alert.rule])
+    page.screenshot(path=str(SCREENSHOTS / "run_view_alerts.png"), full_page=True)
+
+
 def test_selecting_a_second_run_overlays_it(page):
     page.locator("#runs-table td input[type='checkbox']").nth(1).check()
     open_tab(page, "Run view")

@@ -405,3 +405,16 @@ def test_completions_with_token_rows_come_first_and_the_others_say_their_tokens_
     assert [span.children for span in spans] == ["e", " f"]
     assert all("not sampled" in header for header in headers[1:])
     assert "not sampled" not in headers[0]
+
+
+def test_a_completion_card_shows_its_prompt_and_the_view_says_how_many_are_shown():
+    from entropymon_dashboard.tokens_view import completions_view, shown_count
+
+    samples = pd.DataFrame({"step": [1] * 3, "rank": [0] * 3, "sample_id": [0, 1, 2], "reward": [1.0, 0.0, 1.0],
+                            "text": ["57", "58", "57"], "prompt": ["23+34=", "23+34=", "23+34="]})
+    blocks = completions_view(samples, pd.DataFrame(), max_completions=2)
+    assert len(blocks) == 2
+    prompt = blocks[0].children[0]
+    assert prompt.className == "completion-prompt" and prompt.children[1].children == "23+34="
+    assert shown_count(3, 2, 3).children == "2 of 3 completions shown"
+    assert shown_count(3, 20, 8).children == "3 of 3 completions shown (3 of the step's 8 match the filters)"

@@ -147,3 +147,19 @@ def test_report_renders_every_figure_in_chromium_with_the_network_off(tmp_path):
             assert errors == []
         finally:
             browser.close()
+
+
+def test_the_report_gives_each_alert_as_check_does_with_its_remedies():
+    from entropymon.analysis import diagnose
+
+    curve = pd.read_csv(Path(__file__).parent / "data" / "real_curves" / "trl_grpo_qwen25_7b_gsm8k_s43_collapse"
+                        / "curve.csv").rename(columns={"entropy": "entropy_mean", "performance": "reward_mean"})
+    frame = curve[["step", "entropy_mean", "reward_mean"]]
+    page = html.unescape(render_report([analyse_run(frame, n_bootstrap=50)]))
+    alerts = diagnose(frame)
+    assert alerts and any(a.severity == "critical" for a in alerts)
+    for alert in alerts:
+        assert alert.message in page
+        for remedy in alert.remedies:
+            assert remedy["action"] in page and (remedy["trl"] or remedy["verl"]) in page
+    assert "critical (" in page  # the summary table's health column

@@ -131,13 +131,18 @@ def metric_range(ctx: RuleContext, s: Series):
         return None
 
 
+UNKNOWN_RANGE_FLOOR = 1.0  # the width of a verifier reward's range [0, 1]
+
+
 def running_span(values: np.ndarray, bounds) -> np.ndarray:
-    """At each point, the metric's range if known, else the larger of the span covered so far and the
-    largest absolute value so far (so a noisy plateau around 0.9 is not read as a collapse). (n,)"""
+    """At each point, the metric's range if known, else the largest of the span covered so far, the
+    largest absolute value so far and 1 (so a noisy plateau around 0.9 is not read as a collapse, nor
+    the noise of a reward still near 0.2 in a run's first steps - measured on the demo, whose live
+    monitor cannot see that its rewards are 0/1). (n,)"""
     if bounds is not None:
         return np.full(values.size, float(bounds[1] - bounds[0]))
     spread = np.maximum.accumulate(values) - np.minimum.accumulate(values)
-    return np.maximum(spread, np.maximum.accumulate(np.abs(values)))
+    return np.maximum(np.maximum(spread, np.maximum.accumulate(np.abs(values))), UNKNOWN_RANGE_FLOOR)
 
 
 def _alert(rule, severity, step, visible, message, evidence, plot, remedy_key=None) -> Alert:

@@ -35,6 +35,7 @@ th { background: #f5f5f5; } .meta { color: #666; font-size: 0.9rem; }
 .verdict { padding: 0.5rem 0.8rem; border-left: 4px solid; margin: 0.5rem 0; }
 .trusted { border-color: #2a9d4b; background: #eef8f0; } .untrusted { border-color: #d08700; background: #fdf6e8; }
 .critical { color: #b00020; font-weight: bold; } .warning { color: #b36b00; } .info { color: #555; }
+.healthy { color: #2e7d32; } tr.alert ul { margin: 0; padding-left: 16px; font-size: 12px; }
 """
 
 
@@ -162,7 +163,7 @@ _interval = display.interval
 
 def _summary_table(analyses: list[RunAnalysis]) -> str:
     rows = ["<table><tr><th>run</th><th>steps</th><th>entropy start → end</th><th>performance start → end</th>"
-            "<th>ceiling [interval]</th><th>backtest skill</th><th>trust</th><th>alerts</th></tr>"]
+            "<th>ceiling [interval]</th><th>backtest skill</th><th>trust</th><th>health (alerts)</th></tr>"]
     for a in analyses:
         s = a.summary
         rows.append(
@@ -171,7 +172,9 @@ def _summary_table(analyses: list[RunAnalysis]) -> str:
             f"<td>{_e(s.get('performance_column') or '-')}: {_num(s.get('performance_start'))} → "
             f"{_num(s.get('performance_end'))}</td>"
             f"<td>{_num(s.get('ceiling'))} {_interval(s.get('ceiling_ci'))}</td><td>{_num(s.get('skill'), 2)}</td>"
-            f"<td>{display.trust_word(s.get('trustworthy'))}</td><td>{len(s.get('alerts') or [])}</td></tr>"
+            f"<td>{display.trust_word(s.get('trustworthy'))}</td>"
+            f"<td class='{_e(s.get('health', 'healthy'))}'>"
+            f"{display.health_label(s.get('health', 'healthy'), len(s.get('alerts') or []))}</td></tr>"
         )
     rows.append("</table>")
     return "\n".join(rows)
@@ -215,13 +218,22 @@ def _dynamics_table(analyses: list[RunAnalysis]) -> str:
 
 
 def _alerts_table(analyses: list[RunAnalysis]) -> str:
-    rows = ["<table><tr><th>run</th><th>step</th><th>severity</th><th>rule</th><th>message</th></tr>"]
+    """Every run's alerts as ``entropymon check`` gives them: where each began and when it was first
+    visible, what is wrong, and what to try (TRL / veRL settings, why, the paper)."""
+    rows = ["<table><tr><th>run</th><th>step (visible at)</th><th>severity</th><th>rule</th><th>message</th>"
+            "<th>what to try</th></tr>"]
     for a in analyses:
         for alert in a.summary.get("alerts") or []:
             severity = _e(alert.get("severity"))
-            rows.append(f"<tr><td>{_e(a.name)}</td><td>{_num(alert.get('step'), 9)}</td>"
+            remedies = "".join(
+                f"<li><b>{_e(r['action'])}</b>"
+                + "".join(f" {name} <code>{_e(r[key])}</code>" for key, name in (("trl", "TRL"), ("verl", "veRL"))
+                          if r.get(key))
+                + f": {_e(r['why'])} <i>({_e(r['paper'])})</i></li>" for r in alert.get("remedies") or [])
+            rows.append(f"<tr class='alert'><td>{_e(a.name)}</td><td>{_num(alert.get('step'), 9)} "
+                        f"({_num(alert.get('first_visible_step'), 9)})</td>"
                         f"<td class='{severity}'>{severity}</td><td>{_e(alert.get('rule'))}</td>"
-                        f"<td>{_e(alert.get('message'))}</td></tr>")
+                        f"<td>{_e(alert.get('message'))}</td><td><ul>{remedies}</ul></td></tr>")
     if len(rows) == 1:
         return "<p>No collapse rule fired.</p>"
     rows.append("</table>")

@@ -1,0 +1,118 @@
+"""What the dashboard says is wrong: the health badge, the alerts panel and the alert markers.
+
+Why here and pure: the alerts come from ``summarize_run`` (the same list ``entropymon check`` and
+the report print), and these functions only turn that list into components and figure shapes,
+so they are tested without a browser. ``HEALTH_STYLES`` colour the Runs table's badge; its hover
+text (``health_tooltip``) gives the reasons and the trust verdict. ``alerts_panel`` opens the Run
+view: one card per alert with its message, evidence and remedies. ``mark_alerts`` draws each
+alert's step on the plot it belongs to (``Alert.plot``).
+"""
+
+from __future__ import annotations
+
+from dash import html
+
+HEALTH_COLORS = {"healthy": "#2e7d32", "warning": "#b26a00", "critical": "#c62828", "broken": "#555"}
+SEVERITY_COLORS = {"info": "#1565c0", "warning": HEALTH_COLORS["warning"], "critical": HEALTH_COLORS["critical"]}
+# which Run-view graphs show each alert plot's marker
+PLOT_GRAPHS = {
+    "entropy": ("entropy-curves",),
+    "performance": ("performance-curves",),
+    "groups": ("div-zero-std",),
+    "diversity": ("div-pass-k",),
+    "importance": ("div-ess",),
+    "law": ("law-ceiling",),
+}
+
+
+def health_styles(column: str = "health") -> list[dict]:
+    """``style_data_conditional`` entries that colour the badge cell by its word."""
+    return [{"if": {"filter_query": f"{{{column}}} = {word}", "column_id": column}, "color": "white",
+             "backgroundColor": color, "fontWeight": "600"} for word, color in HEALTH_COLORS.items()]
+
+
+def health_tooltip(summary: dict) -> str:
+    """The badge's hover text (markdown): why the run is (not) healthy, and the trust verdict."""
+    reasons = summary.get("health_reasons") or []
+    lines = [f"**{summary.get('health', 'healthy')}**"]
+    lines += [f"- {reason}" for reason in reasons] or ["- no warning or critical alert"]
+    trust = "trusted" if summary.get("trustworthy") else "not trusted"
+    lines.append(f"\nceiling {trust}: {summary.get('reason', '')}")
+    return "\n".join(lines)
+
+
+def _remedy(remedy: dict) -> html.Li:
+    settings = []
+    if remedy.get("trl"):
+        settings += ["TRL ", html.Code(remedy["trl"])]
+    if remedy.get("verl"):
+        settings += ["; " if settings else "", "veRL ", html.Code(remedy["verl"])]
+    return html.Li([html.B(remedy["action"]), " (", *settings, "): ", remedy["why"], ". ",
+                    html.Span(remedy["paper"], className="paper")], className="remedy")
+
+
+def alert_card(alert: dict, run: str | None = None) -> html.Div:
+    """One alert: severity, rule and steps, the message, its evidence and what to try."""
+    severity = alert["severity"]
+    when = f"step {alert['step']:g}"
+    if alert.get("first_visible_step") not in (None, alert["step"]):
+        when += f", visible at {alert['first_visible_step']:g}"
+    title = [html.Span(severity, className=f"badge {severity}",
+                       style={"backgroundColor": SEVERITY_COLORS[severity]}),
+             html.B(f" {alert['rule']}"), f" ({when})"]
+    if run:
+        title.insert(0, html.Span(f"{run}: ", className="alert-run"))
+    children = [html.Div(title, className="alert-title"), html.P(alert["message"], className="alert-message")]
+    numbers = {k: v for k, v in (alert.get("evidence") or {}).items() if not k.startswith("text")}
+    if numbers:
+        children.append(html.Details([html.Summary("evidence (numbers)"),
+                                      html.Pre(_evidence_text(numbers), className="evidence")]))
+    remedies = alert.get("remedies") or []
+    if remedies:
+        children += [html.Div("What to try:", className="remedies-title"),
+                     html.Ul([_remedy(r) for r in remedies], className="remedies")]
+    return html.Div(children, className=f"alert-card {severity}", **{"data-rule": alert["rule"]})
+
+
+def alerts_panel(runs: list[tuple[str, dict]]) -> list:
+    """The Run view's alerts panel for ``[(run name, summary), ...]``: worst first, then by step."""
+    order = {"critical": 0, "warning": 1, "info": 2}
+    cards = []
+    for name, summary in runs:
+        alerts = sorted(summary.get("alerts") or [], key=lambda a: (order[a["severity"]], a["step"]))
+        if not alerts:
+            cards.append(html.P(f"{name}: healthy - no rule fired.", className="alert-none"))
+        cards += [alert_card(a, name if len(runs) > 1 else None) for a in alerts]
+    return cards or [html.P("Select a run on the Runs page.", className="note")]
+
+
+def _evidence_text(numbers: dict, indent: str = "") -> str:
+    lines = []
+    for key, value in numbers.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.append(_evidence_text(value, indent + "  "))
+        elif isinstance(value, float):
+            lines.append(f"{indent}{key}: {value:.4g}")
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return "\n".join(lines)
+
+
+def mark_alerts(figure, alerts: list[dict], graph_id: str):
+    """A copy of ``figure`` with a dashed vertical line (and the rule's name) at each alert step that
+    belongs on ``graph_id``; ``figure`` itself is left alone (panels cache their figures)."""
+    import plotly.graph_objects as go
+
+    marks = [a for a in alerts or [] if graph_id in PLOT_GRAPHS.get(a.get("plot"), ())]
+    if not marks:
+        return figure
+    figure = go.Figure(figure)
+    for alert in marks:
+        if graph_id not in PLOT_GRAPHS.get(alert.get("plot"), ()):
+            continue
+        color = SEVERITY_COLORS.get(alert["severity"], "#555")
+        figure.add_vline(x=alert["step"], line_dash="dash", line_color=color, line_width=1.5,
+                         annotation_text=alert["rule"], annotation_position="top left",
+                         annotation_font_color=color, annotation_font_size=10)
+    return figure
