@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from entropymon import read_run
+from entropymon.analysis import diagnose
 
 SAMPLE_LOGS = Path(__file__).resolve().parents[1] / "sample_logs"
-RUNS = {"grpo-temp1.0": 1.0, "grpo-temp1.3": 1.3}
+RUNS = {"grpo-temp1.0": 1.0, "grpo-temp1.3": 1.3}  # the collapsing runs and their sampling temperature
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
@@ -27,6 +28,21 @@ def test_each_sample_run_is_a_real_collapse_with_rising_accuracy(name):
     assert accuracy[-5:].mean() > accuracy[0] + 0.1  # while held-out accuracy rises
     # our token-mean entropy is TRL's own logged entropy, step by step
     assert np.nanmax(np.abs(steps["entropy_mean"] - steps["trl/entropy"])) < 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_the_collapse_rules_fire_on_the_collapsing_runs_with_remedies_and_the_covariance_as_evidence(name):
+    run = read_run(SAMPLE_LOGS / name)
+    alerts = {a.rule: a for a in diagnose(run)}
+    collapse = alerts["entropy_collapse"]
+    frame = run.step_metrics.dropna(subset=["entropy_mean"])
+    entropy, steps = frame["entropy_mean"].to_numpy(), frame["step"].to_numpy()
+    smoothed = pd.Series(entropy).rolling(3, min_periods=1).mean().to_numpy()
+    below = (smoothed < 0.3 * entropy[:3].mean()) & (np.arange(len(entropy)) >= 3)
+    assert collapse.step == steps[np.flatnonzero(below)[0]]
+    assert collapse.remedies[0]["trl"] == "epsilon_high=0.28" and "sum Cov_i" in collapse.message
+    assert "plateau" in alerts or name == "grpo-temp1.3"
+    assert not [a for a in alerts.values() if a.severity == "critical"]
 
 
 def test_the_two_sample_runs_differ_only_in_sampling_temperature():
