@@ -92,6 +92,14 @@ def first_index(flags: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def full_window(flags: np.ndarray, window: int) -> np.ndarray:
+    """``flags`` with the points before the trailing mean's window is full cleared: a mean of the
+    first one or two steps is not yet the rule's quantity (it made a rule fire at step 1)."""
+    flags = flags.copy()
+    flags[: int(window) - 1] = False
+    return flags
+
+
 def first_persistent(flags: np.ndarray, persist: int) -> int | None:
     """Index of the first run of ``persist`` consecutive True flags, or None."""
     run = 0
@@ -391,7 +399,7 @@ def zero_variance_waste(ctx: RuleContext, p: dict) -> Alert | None:
         source = f"from {column} (no samples table: no split by outcome)"
         waste = series(ctx.frame, column, p["window"])
         correct = wrong = None
-    i = first_index(waste.smoothed > p["threshold"])
+    i = first_index(full_window(waste.smoothed > p["threshold"], p["window"]))
     if i is None:
         return None
     evidence = {"value": waste.smoothed[i], "threshold": p["threshold"], "window": p["window"], "source": source}
@@ -441,7 +449,7 @@ def ess_low(ctx: RuleContext, p: dict) -> Alert | None:
     if finite_count(ctx.frame, "ess_frac") == 0:
         return None
     s = series(ctx.frame, "ess_frac", p["window"])
-    i = first_index(s.smoothed < p["threshold"])
+    i = first_index(full_window(s.smoothed < p["threshold"], p["window"]))
     if i is None:
         return None
     message = (f"Importance-weight ESS fell to {s.smoothed[i]:.0%} of the batch at step {s.steps[i]:g} (mean of the "
