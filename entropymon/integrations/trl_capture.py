@@ -100,6 +100,7 @@ class TrlCapture:
         self._pending_rewards: dict | None = None
         self._checked_return = False
         self._reward_sums: dict[int, list] = {}  # step -> [reward sums (F,), non-NaN counts (F,)]
+        self.probe = None  # a TrlDhProbe (trl_probe.py) that keeps probed steps' loss inputs, or None
 
     # -- installing ----------------------------------------------------------------------------
 
@@ -275,6 +276,8 @@ class TrlCapture:
             old_logprobs=inputs.get("old_per_token_logps"),
             ref_logprobs=ref_logps, kl_beta=beta if ref_logps is not None and beta > 0 else None,
             texts=texts, answers=answers, prompts=prompts, lr=_current_lr(trainer))
+        if self.probe is not None:
+            self.probe.remember(step, inputs)
 
     def _add_reward_sums(self, step: int, chosen: torch.Tensor) -> None:
         valid = ~torch.isnan(chosen)  # (B, F): a function may return None for some completions
