@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from entropymon.analysis.dynamics import PREDICTOR_SIGN
 from entropymon_dashboard.downsample import DEFAULT_MAX_POINTS, minmax_indices
 from entropymon_dashboard.fig_curves import lines_figure
 from entropymon_dashboard.figstyle import empty_figure, run_color, scatter_class, styled
@@ -42,8 +43,10 @@ def top_share_figure(frame: pd.DataFrame, *, smoothing: float = 0.0, uirevision=
 
 
 def predicted_dh(table: pd.DataFrame, eta_eff: dict[str, float]) -> dict[str, np.ndarray]:
-    """For each covariance form with an ``eta_eff``: the predicted dH = -eta_eff * Cov (m,)."""
-    return {form: -eta * table[form].to_numpy(np.float64) for form, eta in eta_eff.items() if form in table.columns}
+    """For each predictor with an ``eta_eff``: the predicted dH (m,) = -eta_eff * Cov for a covariance form,
+    eta_eff * dh_pred_logit for the logit-space prediction."""
+    return {form: PREDICTOR_SIGN.get(form, -1.0) * eta * table[form].to_numpy(np.float64)
+            for form, eta in eta_eff.items() if form in table.columns}
 
 
 def dh_figure(dynamics, title: str = "Observed vs predicted entropy change", *, uirevision=None,
@@ -62,5 +65,5 @@ def dh_figure(dynamics, title: str = "Observed vs predicted entropy change", *, 
         fit = dynamics.fits[form]
         fig.add_trace(scatter_class(len(table))(
             x=table["step"], y=values, mode="lines", line={"color": run_color(i), "width": 2},
-            name=f"-η·{form} (η={fit.eta_eff:.3g}, r={fit.pearson_r:.2f})"))
+            name=f"{'' if fit.sign > 0 else '-'}η·{form} (η={fit.eta_eff:.3g}, r={fit.pearson_r:.2f})"))
     return styled(fig, title, uirevision=uirevision, y_title="dH per step (nats)")

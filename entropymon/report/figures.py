@@ -17,9 +17,12 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from entropymon.analysis.dynamics import PREDICTOR_SIGN
+
 PALETTE = qualitative.Plotly
 PASS_AT_K_PREFIX = "pass_at_"
-COVARIANCE_LABELS = {"cov_logp_adv": "Cov(log π, A)", "cov_logp_piadv": "Cov(log π, π·A)"}
+COVARIANCE_LABELS = {"cov_logp_adv": "Cov(log π, A)", "cov_logp_piadv": "Cov(log π, π·A)",
+                     "dh_pred_logit": "−Cov_a~π(log π, Δz)"}
 
 
 def run_colors(names) -> dict[str, str]:
@@ -141,7 +144,7 @@ def dynamics_figure(tables: Mapping[str, pd.DataFrame], etas: Mapping[str, Mappi
             eta = etas[name][form]
             if form not in table.columns or eta is None or not np.isfinite(eta):
                 continue
-            predicted = -eta * table[form].to_numpy(dtype=np.float64)  # (m,)
+            predicted = PREDICTOR_SIGN.get(form, -1.0) * eta * table[form].to_numpy(dtype=np.float64)  # (m,)
             observed = table["dH"].to_numpy(dtype=np.float64)  # (m,)
             keep = np.isfinite(predicted) & np.isfinite(observed)
             figure.add_trace(go.Scatter(
