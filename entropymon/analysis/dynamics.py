@@ -28,12 +28,11 @@ from scipy import stats
 
 from entropymon.analysis._frame import column_values, finite_count, json_float, step_frame
 from entropymon.errors import AnalysisError
+from entropymon.registry import PREDICTOR_SIGN
 
 COVARIANCE_FORMS = ("cov_logp_adv", "cov_logp_piadv")
 LOGIT_PREDICTION = "dh_pred_logit"
 SAME_BATCH = "dh_same_batch"
-# dH ~ eta * sign * predictor: the covariances predict a fall when positive, the logit-space form is dH itself
-PREDICTOR_SIGN = {"cov_logp_adv": -1.0, "cov_logp_piadv": -1.0, LOGIT_PREDICTION: 1.0}
 PREDICTOR_LABEL = {"cov_logp_adv": "the batch covariance Cov(log π, A)",
                    "cov_logp_piadv": "the batch covariance Cov(log π, π·A)",
                    LOGIT_PREDICTION: "the logit-space prediction −Cov_a~π(log π, Δz)"}
