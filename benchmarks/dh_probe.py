@@ -6,8 +6,10 @@ from one job to the next. So each probed job also times the probe's own callback
 (``on_pre_optimizer_step`` + ``on_step_end`` of ``TrlDhProbe``: both forwards, the chunked pass
 over both logits and the hand-over to the worker) and divides by that job's training time: the
 in-run share, immune to the machine's drift. The with/without ratio of mean step times, from
-jobs interleaved round by round (plain, attach, attach + probe, plain, ...), is printed next to
-it as the end-to-end check.
+jobs interleaved round by round (plain, attach, attach + probe, the probe without its shortcut,
+plain, ...), is printed next to it as the end-to-end check. "Two forwards" forces a full
+forward for the logits before the update too (what the probe falls back to on models with
+dropout), to show what the loss-forward shortcut saves.
 
 The job is the demo's: its tiny Llama and character vocabulary, 128 completions per step (16
 prompts x 8 generations), at most 4 new tokens; an untrained model and a length reward (the
@@ -82,9 +84,12 @@ def time_job(variant: str, steps: int, every: int, vocab: int | None, seed: int,
     trainer.add_callback(timer)
     spent: list[float] = []
     if variant != "plain":
-        attach(trainer, logdir=str(workdir / "runs"), dh_probe_every=every if variant == "probe" else 0)
+        attach(trainer, logdir=str(workdir / "runs"), dh_probe_every=0 if variant == "attach" else every)
         probes = [c for c in trainer.callback_handler.callbacks if isinstance(c, TrlDhProbe)]
         if probes:
+            if variant == "probe, two forwards":  # without the loss-forward shortcut for the logits before
+                probes[0].before_source = "forward"
+                probes[0].uninstall()
             spent = time_probe_callbacks(probes[0])
     trainer.train()
     # steps 2..N: the first step_end only starts the clock; probe time inside that window only
@@ -102,7 +107,7 @@ def main() -> None:
     options = parser.parse_args()
     warnings.filterwarnings("ignore")
 
-    variants = ("plain", "attach", "probe")
+    variants = ("plain", "attach", "probe", "probe, two forwards")
     results: dict[str, list[dict]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="entropymon-dh-probe-") as folder:
         for round_index in range(options.rounds):
@@ -110,16 +115,14 @@ def main() -> None:
                 workdir = Path(folder) / f"{round_index}-{name}"
                 result = time_job(name, options.steps, options.every, options.vocab, options.seed, workdir)
                 results[name].append(result)
-                share = result["probe_seconds"] / result["train_seconds"] if name == "probe" else 0.0
-                print(f"round {round_index + 1}/{options.rounds}  {name:<7} mean step "
+                share = result["probe_seconds"] / result["train_seconds"]
+                print(f"round {round_index + 1}/{options.rounds}  {name:<20} mean step "
                       f"{statistics.mean(result['step_seconds']) * 1e3:7.1f} ms  probe share {share * 100:5.2f}%",
                       flush=True)
 
     def mean_step(name):
         return statistics.mean(s for r in results[name] for s in r["step_seconds"])
 
-    probe_time = sum(r["probe_seconds"] for r in results["probe"])
-    train_time = sum(r["train_seconds"] for r in results["probe"])
     n_probes = options.rounds * (options.steps // options.every)
     vocab = options.vocab or "the demo's"
     print(f"\nTRL GRPOTrainer, demo model, vocab {vocab}, 128 completions/step, {options.steps} steps x "
@@ -127,8 +130,11 @@ def main() -> None:
     print(f"{'variant':<26}{'ms/step':>10}{'vs attach':>11}")
     for name in variants:
         print(f"{name:<26}{mean_step(name) * 1e3:>10.1f}{mean_step(name) / mean_step('attach'):>11.3f}")
-    print(f"in-run probe share: {probe_time:.2f} s in the probe's callbacks of {train_time:.1f} s training "
-          f"= {probe_time / train_time * 100:.2f}% (about {probe_time / max(n_probes, 1) * 1e3:.0f} ms per probed step)")
+    for name in ("probe", "probe, two forwards"):
+        probe_time = sum(r["probe_seconds"] for r in results[name])
+        train_time = sum(r["train_seconds"] for r in results[name])
+        print(f"in-run share, {name}: {probe_time:.2f} s in the probe's callbacks of {train_time:.1f} s training = "
+              f"{probe_time / train_time * 100:.2f}% (about {probe_time / max(n_probes, 1) * 1e3:.0f} ms per probed step)")
 
 
 if __name__ == "__main__":

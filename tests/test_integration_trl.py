@@ -19,7 +19,7 @@ from entropymon.demo.task import build_model, build_tokenizer, correctness_rewar
 from entropymon.errors import InputError, IntegrationError
 from entropymon.integrations.trl import attach
 from entropymon.integrations.trl_capture import LOGPS_METHOD
-from entropymon.integrations.trl_probe import PROBE_WARNING
+from entropymon.integrations.trl_probe import PROBE_WARNING, TrlDhProbe
 from entropymon.log.reader import read_run
 
 STEPS = 3
@@ -109,8 +109,14 @@ def test_samples_carry_texts_rewards_and_groups_as_trl_scored_them(attached_run)
                                        steps.loc[step, f"trl/rewards/{name}/mean"], rtol=1e-5)
 
 
+def probe_of(trainer) -> TrlDhProbe:
+    return next(c for c in trainer.callback_handler.callbacks if isinstance(c, TrlDhProbe))
+
+
 def test_the_dh_probe_measures_the_batch_trl_trained_on(attached_run):
-    _, run = attached_run
+    trainer, run = attached_run
+    # the logits before came from TRL's own loss forward (checked once against a full forward)
+    assert probe_of(trainer).before_source == "hidden" and probe_of(trainer)._hook is None  # hook removed at the end
     steps = run.step_metrics.set_index("step")
     assert steps["dh_same_batch"].notna().tolist() == [False, True, False]  # steps 1..3, every 2nd
     # the probe's eval-mode forward before the update reproduces TRL's own loss-forward entropies
@@ -205,6 +211,21 @@ def test_a_changed_private_method_falls_back_to_trls_scalars_with_one_warning(tm
     np.testing.assert_array_equal(steps["reward_mean"], steps["trl/reward"])
     assert "cov_logp_adv" not in steps or steps["cov_logp_adv"].isna().all()
     assert run.samples.empty
+
+
+@pytest.mark.slow
+def test_with_dropout_the_probe_uses_full_forwards_before_and_after(tmp_path):
+    trainer = make_trainer(tmp_path)
+    for module in trainer.model.modules():
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.3  # the loss forward's states are now a dropout sample
+    monitor = attach(trainer, logdir=str(tmp_path / "runs"), run="dropout", dh_probe_every=1)
+    trainer.train()
+    assert probe_of(trainer).before_source == "forward"
+    steps = read_run(monitor.path).step_metrics.set_index("step")
+    assert steps["dh_same_batch"].notna().all() and (steps["monitor_errors"] == 0).all()
+    # eval-mode forwards on both sides: the entropy before is the dropout-free one, not TRL's train-mode value
+    assert (steps["dh_entropy_before"] - steps["trl/entropy"]).abs().max() > 1e-4
 
 
 @pytest.mark.slow

@@ -78,6 +78,7 @@ def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callabl
     trainer.add_callback(callback)
     if monitor.dh_probe_every:
         capture.probe = TrlDhProbe(trainer, monitor)
+        capture.probe.install()
         trainer.add_callback(capture.probe)
     if forward_metrics:
         _forward_metrics_into_logs(trainer, monitor)

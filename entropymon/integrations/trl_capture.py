@@ -130,6 +130,8 @@ class TrlCapture:
                     setattr(self.trainer, name, original)
         self._originals.clear()
         self.active = False
+        if self.probe is not None:
+            self.probe.uninstall()
 
     def disable(self, reason: str) -> None:
         """Stop capturing (wrappers become pass-through) and report why, once."""
@@ -188,10 +190,15 @@ class TrlCapture:
         def wrapper(model, inputs, *args, **kwargs):
             capturing = self.active and model.training and isinstance(inputs, dict) and INDEX_KEY in inputs
             self._in_loss, self._captured = capturing, None
+            probe = self.probe if capturing else None
+            if probe is not None:
+                probe.begin_loss(self.trainer.state.global_step + 1)
             try:
                 loss = original(model, inputs, *args, **kwargs)
             finally:
                 self._in_loss = False
+                if probe is not None:
+                    probe.end_loss()
             if capturing and self.active and self._captured is not None:
                 self._guard(self._observe, inputs)
             self._captured = None
