@@ -110,6 +110,15 @@ def _law_header():
                     className="full")
 
 
+def _covariance(store, run_id, smoothing):
+    return (panels.dynamics_explanation(store, run_id),
+            *panels.covariance_figures(store, run_id, _smoothing(smoothing)))
+
+
+def _dynamics_header():
+    return html.P(id="cov-explanation", className="note full")
+
+
 RUN_PANELS = (
     Panel("alerts", (Section("Diagnosis", "What entropymon check says about the selected runs: what is wrong, the "
                              "evidence, what to try. Dashed lines on the plots mark where each alert began.", (),
@@ -127,10 +136,11 @@ RUN_PANELS = (
                           "15% of steps (more when that holds too few points) and is scored on the rest against "
                           "naive forecasts.", LAW_GRAPHS, _law_header),),
           _law, texts=(("law-verdict", "children"), ("law-verdict", "className"), ("law-held-out", "children"))),
-    Panel("covariance", (Section("Covariance", "Entropy falls while Cov(log π, A) stays positive; positive-advantage "
-                                 "tokens drive it.", ("cov-forms", "cov-dh", "cov-split", "cov-top")),),
-          lambda store, run_id, smoothing: panels.covariance_figures(store, run_id, _smoothing(smoothing)),
-          controls=("smoothing",)),
+    Panel("covariance", (Section("Covariance", "Entropy falls while Cov(log π, A) stays positive; the dH probe "
+                                 "(dh_probe_every) measures the change on the batch the step trained on and what "
+                                 "explains it.", ("cov-forms", "cov-dh", "cov-split", "cov-top", "cov-attribution"),
+                                 _dynamics_header),),
+          _covariance, controls=("smoothing",), texts=(("cov-explanation", "children"),)),
     Panel("diversity", (Section("Diversity", "Collapse shows as zero-spread groups, pass@k meeting pass@1, repeated "
                                 "answers.", DIVERSITY_GRAPHS[:4]),
                         Section("Off-policy and KL", "Shown when logged.", DIVERSITY_GRAPHS[4:])),

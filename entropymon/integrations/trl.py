@@ -28,6 +28,7 @@ from entropymon.errors import InputError, IntegrationError
 from entropymon.integrations.halting import Halter, check_halt_on
 from entropymon.integrations.scalars import canonical_scalars, is_training_summary, numeric_scalars, prefixed
 from entropymon.integrations.trl_capture import TrlCapture
+from entropymon.integrations.trl_probe import TrlDhProbe
 
 TRL_PREFIX = "trl"
 OUR_PREFIX = "entropymon"
@@ -49,8 +50,9 @@ def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callabl
         halt_on: "critical" (or "warning") stops training (``control.should_training_stop``) once a
             live alert of that severity fires, printing why; None (default) never stops it.
         **monitor_kwargs: passed to ``Monitor`` (``token_rows_every``, ``metrics``, ``config``,
-            ``alerts``, ``alert_webhook`` ...).
-            ``temperature`` defaults to the trainer's, the one TRL's entropies are computed at.
+            ``dh_probe_every``, ``alerts``, ``alert_webhook`` ...). ``temperature`` defaults to the
+            trainer's, the one TRL's entropies are computed at. With ``dh_probe_every=N`` every N-th step's batch is forwarded again
+            before and after the optimizer step for the same-batch entropy change (``trl_probe.py``).
     """
     from transformers import Trainer
 
@@ -83,6 +85,10 @@ def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callabl
     callback.capture = capture
     capture.install()
     trainer.add_callback(callback)
+    if monitor.dh_probe_every:
+        capture.probe = TrlDhProbe(trainer, monitor)
+        capture.probe.install()
+        trainer.add_callback(capture.probe)
     if forward_metrics:
         _forward_metrics_into_logs(trainer, monitor)
     trainer._entropymon_monitor = monitor
