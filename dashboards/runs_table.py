@@ -8,11 +8,13 @@ per run version; a run that cannot be read or has no steps still gets a row sayi
 from __future__ import annotations
 
 from entropymon.analysis.summary import summarize_run
+from entropymon.log.meta import status_word
 from entropymon_dashboard.store import RunState, RunStore
 
 COLUMNS = (
     ("run", "run", "Run folder, relative to the logdir"),
-    ("status", "status", "live: a writer is still appending; finished / crashed from run.json; broken: cannot be read"),
+    ("status", "status", "live: a writer is appending; finished: closed by its writer; terminated: stopped by a "
+     "signal; stopped: its writer died; broken: cannot be read"),
     ("steps", "steps", "Steps logged"),
     ("last_step", "last step", "Last step logged"),
     ("entropy", "entropy", "Last entropy_mean (nats)"),
@@ -32,9 +34,7 @@ def _rounded(value, digits: int = 4):
 def run_status(state: RunState) -> str:
     if state.error or state.run is None:
         return "broken"
-    if state.is_live:
-        return "live"
-    return str(state.run.meta.get("status", "unknown")).replace("closed", "finished")
+    return status_word(state.run.meta, state.is_live)
 
 
 def _summary(state: RunState) -> dict:
