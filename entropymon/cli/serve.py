@@ -98,7 +98,8 @@ def demo(
 
     Warm-starts a tiny language model on two-digit addition, then trains it with TRL's
     GRPOTrainer with entropymon attached, while the dashboard shows the run. Needs the torch and
-    trl extras.
+    trl extras. Run in a terminal, the dashboard keeps serving after training until Ctrl+C;
+    otherwise the last line says it stopped and how to reopen it (--no-dashboard skips it).
     """
     try:
         from entropymon.demo import run_demo
