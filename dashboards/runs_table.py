@@ -8,13 +8,14 @@ per run version; a run that cannot be read or has no steps still gets a row sayi
 from __future__ import annotations
 
 from entropymon.analysis.summary import summarize_run
-from entropymon.log.meta import status_word
+from entropymon.display import BROKEN, run_status as status_word
+from entropymon.display import trust_word
 from entropymon_dashboard.store import RunState, RunStore
 
 COLUMNS = (
     ("run", "run", "Run folder, relative to the logdir"),
     ("status", "status", "live: a writer is appending; finished: closed by its writer; terminated: stopped by a "
-     "signal; stopped: its writer died; broken: cannot be read"),
+     "signal; stopped (no writer): its writer died; broken: cannot be read"),
     ("steps", "steps", "Steps logged"),
     ("last_step", "last step", "Last step logged"),
     ("entropy", "entropy", "Last entropy_mean (nats)"),
@@ -32,9 +33,10 @@ def _rounded(value, digits: int = 4):
 
 
 def run_status(state: RunState) -> str:
+    """The status word of ``entropymon list`` (``display.run_status``), as the table labels it."""
     if state.error or state.run is None:
-        return "broken"
-    return status_word(state.run.meta, state.is_live)
+        return BROKEN
+    return status_word(state.run.meta.get("status"), state.is_live)
 
 
 def _summary(state: RunState) -> dict:
@@ -65,7 +67,7 @@ def run_row(store: RunStore, run_id: str) -> dict:
         "reward": _rounded(reward),
         "accuracy": _rounded(accuracy),
         "ceiling": _rounded(summary.get("ceiling")),
-        "trust": "yes" if trusted else "no",
+        "trust": trust_word(trusted),
         "trust_reason": summary.get("reason", ""),
         "alerts": len(summary.get("alerts", [])),
     }

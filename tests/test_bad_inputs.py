@@ -400,7 +400,7 @@ def test_list_shows_a_start_time_that_is_not_a_string(tmp_path, capsys):
 
 
 def test_status_words_are_the_same_in_list_and_dashboard(tmp_path, capsys):
-    from entropymon.log.meta import STATUS_WORDS
+    from entropymon.display import STATUS_WORDS
     from entropymon_dashboard.runs_table import run_status
     from entropymon_dashboard.store import RunStore
     from entropymon_dashboard.catalog import RunCatalog
@@ -417,7 +417,7 @@ def test_status_words_are_the_same_in_list_and_dashboard(tmp_path, capsys):
     listed = {row["run"]: row["status"] for row in json.loads(out)}
     store = RunStore(RunCatalog(tmp_path))
     shown = {store.state(entry.run_id).name: run_status(store.state(entry.run_id)) for entry in store.catalog.entries()}
-    assert listed == {"closed-run": "finished", "dead-writer": "stopped"}
+    assert listed == {"closed-run": "finished", "dead-writer": "stopped (no writer)"}
     assert set(listed.values()) <= set(STATUS_WORDS)
     assert shown == listed
 

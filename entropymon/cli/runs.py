@@ -15,6 +15,7 @@ from rich.table import Table
 
 from entropymon.cli import output
 from entropymon.cli.options import open_run
+from entropymon.display import run_status
 
 IMPORT_KINDS = ("trl", "tensorboard", "verl", "csv")
 
@@ -53,7 +54,7 @@ def list_command(
         try:
             run = open_run(path)
             steps = run.steps
-            row.update(status=run.status, started_at=run.meta.get("started_at"),
+            row.update(status=run_status(run.meta.get("status"), run.is_live), started_at=run.meta.get("started_at"),
                        steps=int(steps["step"].nunique()) if "step" in steps.columns else 0,
                        last_step=int(steps["step"].max()) if len(steps) else None)
         except (LogFormatError, OSError) as error:  # one unreadable run must not hide the others

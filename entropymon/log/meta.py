@@ -179,25 +179,6 @@ def newest_heartbeat(run_path: Path) -> float | None:
     return newest
 
 
-# What a run's state is called wherever it is shown (``entropymon list``, the dashboard): one
-# vocabulary, documented in the README. run.json's own words are "running", "closed", "terminated".
-STATUS_WORDS = {
-    "live": "a writer is appending to it (status running, a heartbeat in the last 30 s)",
-    "finished": "its writer closed it",
-    "terminated": "its process was stopped by a signal and marked it on the way out",
-    "stopped": "marked running, but no writer's heartbeat for 30 s: the trainer crashed or hangs",
-    "broken": "its run.json or tables cannot be read",
-}
-
-
-def status_word(meta: dict, live: bool) -> str:
-    """The word of ``STATUS_WORDS`` for a run whose run.json is ``meta`` (``live``: ``is_live``)."""
-    status = meta.get("status")
-    if status == "running":
-        return "live" if live else "stopped"
-    return {"closed": "finished", "terminated": "terminated"}.get(status, str(status or "unknown"))
-
-
 def is_live(run_path: Path, meta: dict, now: float | None = None) -> bool:
     """True while the run's status is "running" and a writer touched a heartbeat recently."""
     if meta.get("status") != "running":

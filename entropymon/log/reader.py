@@ -79,11 +79,6 @@ class Run:
         return run_meta.is_live(self.path, current)
 
     @property
-    def status(self) -> str:
-        """live / finished / terminated / stopped (see ``log.meta.STATUS_WORDS``)."""
-        return run_meta.status_word(self.meta, self.is_live)
-
-    @property
     def files(self) -> list[Path]:
         """The chunk files the tables are read from (compacted-away files excluded)."""
         return [path for table in TABLES for _, path in scan_table(self.path / table).active]
