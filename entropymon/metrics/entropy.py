@@ -11,9 +11,10 @@ logits, their exponentials and two row sums, and the entropy is formed from thos
     H = log S - sum(exp(s) * s) / S            log pi(y) = s[y] - log S
 
 Everything is accumulated in float32 (float64 for float64 input), so bf16/fp16 logits and
-logits of +-1e4 are exact to float32 rounding. A ``-inf`` logit (a masked vocabulary slot, a banned
-token) is a token of probability 0: it adds nothing to the entropy, which stays finite. Only NaN,
-``+inf`` and rows that are ``-inf`` everywhere (no distribution at all) are bad input. These are observations of the policy, never part
+logits of +-1e4 are exact to float32 rounding. s is floored at ``S_FLOOR`` before exp (see there):
+a ``-inf`` logit (a masked vocabulary slot, a banned token) is a token of probability 0 that adds
+nothing to the entropy, which stays finite. Only NaN, ``+inf`` and rows that are ``-inf``
+everywhere (no distribution at all) are bad input. These are observations of the policy, never part
 of its loss: no autograd graph is built.
 """
 
@@ -30,6 +31,12 @@ from entropymon.metrics._validate import bool_mask, positive_number
 # chunks amortise kernel launches.
 CPU_SCRATCH_BYTES = 2**20
 GPU_SCRATCH_BYTES = 512 * 2**20
+# s = (z - max z)/tau is floored here before exp. exp(-80) = 1.8e-35 adds at most V * 80 * 1.8e-35
+# (< 1e-28 for any vocabulary) to S >= 1 and to sum exp(s) * s: nothing at float32 or float64
+# precision. It makes a -inf logit (probability 0) contribute 0 instead of exp(-inf) * -inf = NaN,
+# and keeps exp off its slow underflow path: exp of values below -88 (masked slots, peaked
+# policies at low temperature) ran 20-90x slower than exp of ordinary values (benchmarks/README.md).
+S_FLOOR = -80.0
 
 
 @torch.no_grad()
@@ -143,14 +150,7 @@ def _entropy_pass(logits, token_ids, temperature, mask, scratch_bytes):
     entropy = log_total - weighted / total  # H = log S - sum(exp(s) * s) / S
     if valid is not None:
         entropy.masked_fill_(~valid, 0.0)
-    bad = ~torch.isfinite(entropy)  # (N,) only valid rows can be non-finite: masked rows are 0
-    if bool(bad.any()):  # the one synchronisation; the rare paths below run only after it
-        _redo_rows_with_zero_probabilities(rows, bad & torch.isfinite(total), total, weighted, inv_temperature, scratch)
-        log_total = total.log()
-        entropy = log_total - weighted / total
-        if valid is not None:
-            entropy.masked_fill_(~valid, 0.0)
-        _raise_on_nonfinite(entropy, rows, lead_shape)
+    _raise_on_nonfinite(entropy, rows, lead_shape)
     logprob = None if picked is None else picked - log_total  # log pi(y) = s[y] - log S
     if logprob is not None and valid is not None:
         logprob.masked_fill_(~valid, 0.0)
@@ -170,12 +170,11 @@ class _Scratch:
         self.row_max = torch.empty(rows, 1, dtype=dtype, device=device)  # (C, 1)
 
 
-def _chunk_sums(block, block_ids, inv_temperature, scratch: _Scratch, out=None, floor=False):
+def _chunk_sums(block, block_ids, inv_temperature, scratch: _Scratch, out=None):
     """(S, sum exp(s) * s, s[y]) of the rows of block (R, V), s = (z - max z)/tau, in float32/64.
 
-    Five passes over a cache-sized chunk, all into preallocated buffers (``out`` when given):
-    max, shift, exp, two row sums; the product is formed in place in the shifted buffer.
-    ``floor`` clamps s at the dtype's lowest finite value first (rows with -inf slots).
+    Six passes over a cache-sized chunk, all into preallocated buffers (``out`` when given):
+    max, shift, floor, exp, two row sums; the product is formed in place in the shifted buffer.
     """
     n = block.shape[0]
     shifted, exps, row_max = scratch.shifted[:n], scratch.exps[:n], scratch.row_max[:n]  # (R, V), (R, 1)
@@ -188,34 +187,18 @@ def _chunk_sums(block, block_ids, inv_temperature, scratch: _Scratch, out=None, 
         shifted.sub_(row_max)
     if inv_temperature != 1.0:
         shifted.mul_(inv_temperature)  # (z - max z)/tau == z/tau - max(z/tau) for tau > 0
-    if floor:
-        shifted.clamp_(min=torch.finfo(shifted.dtype).min)  # NaN stays NaN
-    torch.exp(shifted, out=exps)
     total_out, weighted_out, picked_out = out if out is not None else (None, None, None)
     picked = None
     if block_ids is not None:
-        picked = shifted.gather(1, block_ids.unsqueeze(-1)).squeeze(-1)  # (R,) s[y], before the in-place product
+        picked = shifted.gather(1, block_ids.unsqueeze(-1)).squeeze(-1)  # (R,) s[y], before the floor
         if picked_out is not None:
             picked_out.copy_(picked)
+    shifted.clamp_(min=S_FLOOR)  # log pi(y) above keeps its true value; NaN stays NaN
+    torch.exp(shifted, out=exps)
     total = torch.sum(exps, -1, out=total_out) if total_out is not None else exps.sum(-1)  # (R,) S >= 1
     shifted.mul_(exps)  # (R, V) exp(s) * s
     weighted = torch.sum(shifted, -1, out=weighted_out) if weighted_out is not None else shifted.sum(-1)  # (R,)
     return total, weighted, picked
-
-
-def _redo_rows_with_zero_probabilities(rows, redo, total, weighted, inv_temperature, scratch: _Scratch):
-    """Recompute the rows whose S is finite but whose sum exp(s) * s is NaN.
-
-    That NaN is ``exp(-inf) * -inf = 0 * -inf``: a slot of probability 0, from a ``-inf`` logit
-    or from finite logits whose difference to the row max overflows (``-3e38 - 3e38``). Its true
-    term is 0, so those rows are summed again with s floored at the dtype's lowest finite value
-    (whose exponential is exactly 0 as well). Only rows that needed it pay for the extra pass.
-    """
-    where = redo.nonzero().squeeze(-1)  # (n,)
-    for start in range(0, where.numel(), scratch.shifted.shape[0]):
-        chunk = where[start:start + scratch.shifted.shape[0]]
-        sums = _chunk_sums(rows[chunk], None, inv_temperature, scratch, floor=True)
-        total[chunk], weighted[chunk] = sums[0], sums[1]
 
 
 def _raise_on_nonfinite(entropy, rows, lead_shape):
