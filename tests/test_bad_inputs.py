@@ -31,7 +31,7 @@ import pytest
 import torch
 
 from entropymon.cli.main import run_cli
-from entropymon.errors import EntropymonError, ImportFormatError, InputError
+from entropymon.errors import EntropymonError, InputError
 from entropymon.hooks.failures import MonitorWarning
 from entropymon.hooks.monitor import Monitor
 from entropymon.log.reader import read_run
