@@ -183,6 +183,19 @@ def to_nested(padded: torch.Tensor, lengths: torch.Tensor, left: bool = False) -
     return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
 
 
+def hf_entropy(model_path: Path, fields: dict) -> torch.Tensor:
+    """(N, R) token entropies from a plain transformers forward of the same weights: the independent reference."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, attn_implementation="eager", dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(input_ids=fields["input_ids"], attention_mask=fields["attention_mask"],
+                       position_ids=fields["position_ids"]).logits  # (N, P+R, V)
+    logits = logits[:, PROMPT_LEN - 1 : -1].double()  # (N, R, V): the positions that predict the responses
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)  # (N, R)
+
+
 class LocalActorGroup:
     """Stands for ``actor_rollout_wg``: its compute_log_prob is the TrainingWorker above, via TransferQueue.
 
@@ -276,6 +289,8 @@ def run_step(trainer, worker, step: int, seed: int) -> dict:
     tq.kv_clear(keys=batch.keys, partition_id=batch.partition_id)
     return {
         "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+        "hf_entropy": hf_entropy(OUT / "model", fields).tolist(),
+        "response_mask": response_mask.tolist(),
         "scores": fields["rm_scores"].sum(dim=1).tolist(),
         "uids": uids,
     }

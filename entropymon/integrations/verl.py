@@ -30,6 +30,7 @@ working and training is never affected.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import warnings
@@ -71,13 +72,42 @@ def register_trainers() -> list[str]:
     for mode, class_name in BASE_MODES.items():
         base = getattr(v1, class_name, None)
         name = MODE_PREFIX + mode
-        if base is None or name in v1.trainer_base.TRAINER_REGISTRY:
+        if base is None or _is_registered(v1, name):
             continue
         cls = type(f"Entropymon{class_name}", (EntropymonTrainerMixin, base),
-                   {"__doc__": f"veRL's {class_name} with entropymon watching each step.", "base_mode": mode})
+                   {"__doc__": f"veRL's {class_name} with entropymon watching each step.", "base_mode": mode,
+                    "__module__": __name__})
+        globals()[cls.__name__] = cls  # importable by name, so the class pickles like veRL's own
         v1.register_trainer(name)(cls)
         registered.append(name)
     return registered
+
+
+def signature_problem(trainer_cls) -> str | None:
+    """Why the capture cannot work on ``trainer_cls`` (None when ``_compute_metrics`` is as known)."""
+    method = getattr(trainer_cls, METRICS_METHOD, None)
+    if not callable(method):
+        return f"veRL's trainer has no method {METRICS_METHOD}()"
+    try:
+        parameters = list(inspect.signature(method).parameters)
+    except (TypeError, ValueError):
+        return f"the signature of {METRICS_METHOD}() cannot be read"
+    if parameters[:3] != ["self", "batch", "metrics"] or "global_steps" not in parameters:
+        return f"{METRICS_METHOD}() has parameters {parameters}, expected (self, batch, metrics, ..., global_steps, ...)"
+    return None
+
+
+def _verl_class(trainer) -> type:
+    """The first class of ``trainer``'s MRO that is veRL's, not entropymon's (whose methods are checked)."""
+    return next(cls for cls in type(trainer).__mro__ if not issubclass(cls, EntropymonTrainerMixin))
+
+
+def _is_registered(v1, name: str) -> bool:
+    try:
+        v1.get_trainer_cls(name)
+    except ValueError:
+        return False
+    return True
 
 
 class EntropymonTrainerMixin:
@@ -99,10 +129,12 @@ class EntropymonTrainerMixin:
             config.trainer.v1.trainer_mode = self.base_mode
         return options
 
-    def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
-        self.entropymon.observe_step(batch, global_steps)
-        result = super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
-        self.entropymon.record_scalars(metrics, global_steps)
+    def _compute_metrics(self, batch, metrics, *args, **kwargs):
+        # (batch, metrics, timing_raw, global_steps, epoch) in 0.9.1; passed on whatever they are
+        step = kwargs.get("global_steps", getattr(self, "global_steps", None))
+        self.entropymon.observe_step(batch, step)
+        result = super()._compute_metrics(batch, metrics, *args, **kwargs)
+        self.entropymon.record_scalars(metrics, step)
         return result
 
     def fit(self, *args, **kwargs):
@@ -165,9 +197,9 @@ class VerlCapture:
     ``disabled_reason`` is set when the per-token capture is off (then only scalars are kept).
     """
 
-    def __init__(self, monitor, *, tokenizer=None, decode_texts: bool = True, forward_metrics: bool = True):
+    def __init__(self, monitor, *, trainer=None, decode_texts: bool = True, forward_metrics: bool = True):
         self.monitor = monitor
-        self.tokenizer = tokenizer
+        self.trainer = trainer
         self.decode_texts = decode_texts
         self.forward_metrics = forward_metrics
         self.disabled_reason: str | None = None
@@ -192,9 +224,11 @@ class VerlCapture:
             warnings.warn(f"entropymon: could not start its monitor in veRL ({type(error).__name__}: {error}); "
                           "the run continues without entropymon", RuntimeWarning, stacklevel=2)
             return cls(None)
-        capture = cls(monitor, decode_texts=bool(options["decode_texts"]),
+        capture = cls(monitor, trainer=trainer, decode_texts=bool(options["decode_texts"]),
                       forward_metrics=bool(options["forward_metrics"]))
-        capture.trainer = trainer
+        problem = signature_problem(_verl_class(trainer)) if trainer is not None else None
+        if problem is not None:
+            capture.disable(problem)
         return capture
 
     # -- per-token path ------------------------------------------------------------------------
@@ -237,18 +271,13 @@ class VerlCapture:
         rewards = padded["rm_scores"][real].float().sum(dim=-1)  # (B,) veRL's sequence score
         rows = real.nonzero().flatten().tolist()
         texts = None
-        tokenizer = self._tokenizer()
+        tokenizer = getattr(self.trainer, "tokenizer", None)  # set by veRL's _init_tokenizer
         if self.decode_texts and tokenizer is not None:
             texts = [tokenizer.decode(responses[i, :lengths[row]].tolist(), skip_special_tokens=True)
                      for i, row in enumerate(rows)]
         self.monitor.observe(step, logprobs=padded["old_log_probs"][real], entropies=padded["entropy"][real],
                              token_ids=responses, mask=mask, advantages=padded["advantages"][real],
                              rewards=rewards, group_ids=[str(uids[row]) for row in rows], texts=texts)
-
-    def _tokenizer(self):
-        if self.tokenizer is None:
-            self.tokenizer = getattr(getattr(self, "trainer", None), "tokenizer", None)
-        return self.tokenizer
 
     # -- scalar path ---------------------------------------------------------------------------
 
