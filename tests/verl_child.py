@@ -1,5 +1,8 @@
-"""One veRL step on the CPU, watched by entropymon's veRL trainer: run by tests/test_integration_verl.py
-inside the veRL virtualenv (``python tests/verl_child.py OUT_DIR [LOSS_MODE]``).
+"""veRL steps on the CPU, watched by entropymon's veRL trainer: run by tests/test_integration_verl.py
+inside the veRL virtualenv (``python tests/verl_child.py OUT_DIR``).
+
+Two runs of two steps each: "steps" with veRL's defaults, "renamed" with a Clip-Cov loss on a
+veRL whose ``entropy`` field has another name (the capture must switch itself off).
 
 What is real veRL code here: the ``TrainingWorker`` (FSDP2 engine, veRL's own forward and entropy)
 computing old log-probs and entropy of a tiny random Qwen2 built in code; veRL's GRPO advantage;
@@ -97,7 +100,7 @@ def write_model(path: Path) -> None:
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
     tokenizer.save_pretrained(path)
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the same weights in every run: hf_entropy reloads them from disk
     config = Qwen2Config(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                          pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=False)

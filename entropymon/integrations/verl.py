@@ -218,9 +218,7 @@ class VerlCapture:
                               token_rows_every=int(options["token_rows_every"]),
                               token_rows_per_step=int(options["token_rows_per_step"]),
                               success_threshold=options["success_threshold"])
-        except InputError:
-            raise
-        except Exception as error:  # noqa: BLE001 - monitoring never breaks training
+        except Exception as error:  # noqa: BLE001 - monitoring never breaks training (an unwritable logdir ...)
             warnings.warn(f"entropymon: could not start its monitor in veRL ({type(error).__name__}: {error}); "
                           "the run continues without entropymon", RuntimeWarning, stacklevel=2)
             return cls(None)
