@@ -29,7 +29,7 @@ os.environ.update(VERL_PLATFORM="cpu", VERL_ENGINE_DEVICE="cuda", RANK="0", WORL
                   LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", TOKENIZERS_PARALLELISM="false",
                   RAY_DEDUP_LOGS="0")
 
-import torch  # noqa: E402
+import torch
 
 OUT = Path(sys.argv[1])
 VOCAB = [f"t{i}" for i in range(60)]
@@ -108,9 +108,8 @@ def write_model(path: Path) -> None:
 
 
 def compose_config(model_path: Path, loss_mode: str, run: str):
-    from hydra import compose, initialize_config_dir
-
     import verl.trainer.config as config_package
+    from hydra import compose, initialize_config_dir
 
     overrides = [
         f"actor_rollout_ref.model.path={model_path}",
@@ -243,7 +242,6 @@ def run_step(trainer, worker, step: int, seed: int) -> dict:
     import numpy as np
     import transfer_queue as tq
     from tensordict import NonTensorStack, TensorDict
-
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.v1.trainer_base import PPOTrainer
     from verl.utils import tensordict_utils as tu

@@ -30,6 +30,7 @@ working and training is never affected.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import os
@@ -66,7 +67,7 @@ CANONICAL = {names[0]: column for column, names in VERL_NAMES.exact.items()}
 
 def register_trainers() -> list[str]:
     """Register ``entropymon_<mode>`` for each of veRL's built-in v1 trainers; the names registered."""
-    import verl.trainer.ppo.v1 as v1
+    v1 = importlib.import_module("verl.trainer.ppo.v1")  # also while that package finishes loading
 
     registered = []
     for mode, class_name in BASE_MODES.items():
@@ -257,7 +258,7 @@ class VerlCapture:
         if not keys:
             return
         data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=list(STEP_FIELDS))
-        missing = [name for name in STEP_FIELDS if name not in data.keys()]
+        missing = [name for name in STEP_FIELDS if name not in data.keys()]  # noqa: SIM118 - TensorDict has no `in`
         if missing:
             raise LookupError(f"TransferQueue has no field(s) {missing} at {METRICS_METHOD}()")
         uids = list(data.pop("uid").tolist())
