@@ -325,4 +325,8 @@ def test_plain_pytorch_example_runs_and_logs_an_entropy_collapse(tmp_path):
     assert (steps.cov_logp_adv.iloc[:20] > 0).mean() > 0.8
     assert len(run.samples) == 40 * 64
     assert sorted(run.tokens.step.unique()) == [0, 10, 20, 30]
+    # the dH probe every 5th step; on this small policy the logit-space first order tracks it closely
+    probed = steps.dropna(subset=["dh_same_batch"])
+    assert list(probed.index) == list(range(0, 40, 5))
+    assert np.corrcoef(probed["dh_pred_logit"], probed["dh_same_batch"])[0, 1] > 0.9
     assert list(run.tokens.token_text) == [f"t{t}" for t in run.tokens.token_id]
