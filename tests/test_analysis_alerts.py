@@ -278,7 +278,7 @@ def test_unknown_rule_or_parameter_lists_the_valid_ones():
         diagnose(healthy_run(), thresholds={"ess_low": {"windw": 3}})
     with pytest.raises(InputError, match="integer"):
         diagnose(healthy_run(), thresholds={"ess_low": {"window": 2.5}})
-    with pytest.raises(InputError, match="finite number"):
+    with pytest.raises(InputError, match="ess_low.threshold"):
         diagnose(healthy_run(), thresholds={"ess_low": float("nan")})
 
 

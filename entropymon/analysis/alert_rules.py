@@ -38,6 +38,7 @@ from entropymon.analysis._frame import choose_performance, column_values, finite
 from entropymon.analysis.alert_types import Alert, Rule, RuleContext
 from entropymon.analysis.bounds import resolve_bounds
 from entropymon.analysis.remedies import remedies_for
+from entropymon.analysis.rule_params import Limit
 from entropymon.errors import AnalysisError
 from entropymon.registry import ENTROPY_COLUMNS, pass_at_k_columns
 
@@ -481,23 +482,30 @@ def low_headroom(ctx: RuleContext, p: dict) -> Alert | None:
 RULE_LIST = [
     Rule("divergence", "Performance falling from its best by more than `collapse` of its range (critical), and/or "
          "entropy above (1 + `threshold`) times its start (warning alone), for `persist` points",
-         "critical", {"threshold": 2.0, "collapse": 0.5, "persist": 2, "start_points": 3}, divergence),
+         "critical", {"threshold": 2.0, "collapse": 0.5, "persist": 2, "start_points": 3}, divergence,
+         limits={"threshold": Limit(low_open=True), "collapse": Limit.share()}),
     Rule("entropy_collapse", "Entropy (trailing mean) below `threshold` times its start (mean of the first "
          "`start_points` points); the covariance is its evidence", "warning",
-         {"threshold": 0.3, "window": 3, "start_points": 3}, entropy_collapse),
+         {"threshold": 0.3, "window": 3, "start_points": 3}, entropy_collapse,
+         limits={"threshold": Limit.share(high_open=True)}),
     Rule("entropy_floor_forecast", "Entropy falling (linear fit of the last `window` points, p < 0.05): the step it "
          "reaches `threshold` times its start at the current rate", "info",
-         {"threshold": 0.3, "window": 20, "start_points": 3}, entropy_floor_forecast),
+         {"threshold": 0.3, "window": 20, "start_points": 3}, entropy_floor_forecast,
+         limits={"threshold": Limit.share(high_open=True), "window": Limit.count(3)}),
     Rule("saturated", "Performance (trailing mean) at or above `threshold` of its known range", "warning",
-         {"threshold": 0.9, "window": 5}, saturated),
+         {"threshold": 0.9, "window": 5}, saturated, limits={"threshold": Limit.share()}),
     Rule("plateau", "No new best performance (5-point trailing mean, by `threshold` of its range) for `window` "
-         "points while entropy fell more than `entropy_drop`", "warning", {"threshold": 0.02, "window": 10, "entropy_drop": 0.1}, plateau),
+         "points while entropy fell more than `entropy_drop`", "warning", {"threshold": 0.02, "window": 10, "entropy_drop": 0.1}, plateau,
+         limits={"threshold": Limit.share(low_open=False), "window": Limit.count(2),
+                 "entropy_drop": Limit.share(high_open=True)}),
     Rule("zero_variance_waste", "Share of rollouts in zero-reward-variance groups (trailing mean) above `threshold`, "
-         "split into all-correct and all-wrong", "warning", {"threshold": 0.5, "window": 5}, zero_variance_waste),
+         "split into all-correct and all-wrong", "warning", {"threshold": 0.5, "window": 5}, zero_variance_waste,
+         limits={"threshold": Limit.share(low_open=False, high_open=True)}),
     Rule("pass_at_k_converging", "pass@k - pass@1 (largest k, trailing mean) below `threshold` times its start",
-         "warning", {"threshold": 0.25, "window": 5, "start_points": 3}, pass_at_k_converging),
+         "warning", {"threshold": 0.25, "window": 5, "start_points": 3}, pass_at_k_converging,
+         limits={"threshold": Limit.share(high_open=True)}),
     Rule("ess_low", "Importance-weight ESS fraction (trailing mean) below `threshold`", "warning",
-         {"threshold": 0.5, "window": 3}, ess_low),
+         {"threshold": 0.5, "window": 3}, ess_low, limits={"threshold": Limit.share()}),
     Rule("low_headroom", "Trustworthy predicted ceiling less than `threshold` above current performance", "info",
          {"threshold": 0.02, "window": 5}, low_headroom, live=False),
 ]

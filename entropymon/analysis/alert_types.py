@@ -61,6 +61,12 @@ class Rule:
     defaults: dict
     check: Callable[["RuleContext", dict], Alert | None]
     live: bool = True  # cheap enough to evaluate on the Monitor's thread at every step
+    limits: dict = field(default_factory=dict)  # parameter -> rule_params.Limit (else inferred from the default)
+
+    def limit(self, parameter: str):
+        from entropymon.analysis.rule_params import inferred_limit
+
+        return self.limits.get(parameter) or inferred_limit(self.defaults[parameter])
 
 
 @dataclass

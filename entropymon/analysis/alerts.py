@@ -13,17 +13,19 @@ in a sentence and as numbers), the ``plot`` it belongs to and ``remedies``
 (``analysis.remedies``). The rules themselves live in ``analysis.alert_rules``.
 
 ``thresholds`` overrides defaults: ``{"entropy_collapse": 0.2}`` sets a rule's ``threshold``;
-``{"zero_variance_waste": {"threshold": 0.6, "window": 10}}`` sets any of its parameters.
+``{"zero_variance_waste": {"threshold": 0.6, "window": 10}}`` sets any of its parameters. Each rule
+declares the range of its parameters (``rule_params.Limit``); an override outside it is an
+``InputError``, not a rule that silently never fires.
 """
 
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 from entropymon.analysis._frame import step_frame
 from entropymon.analysis.alert_rules import RULE_LIST
 from entropymon.analysis.alert_types import PLOTS, SEVERITIES, Alert, Rule, RuleContext
+from entropymon.analysis.rule_params import checked_value
 from entropymon.display import health_of
 from entropymon.errors import InputError
 
@@ -81,22 +83,14 @@ def merge_thresholds(names, thresholds: dict) -> dict[str, dict]:
             bad = [k for k in override if k not in params]
             if bad:
                 raise InputError(f"thresholds[{name!r}]: expected parameters among {sorted(params)}, got {bad}")
-            for key, value in override.items():
-                params[key] = _check_parameter(name, key, value)
+            params.update({key: checked_value(name, key, value, RULES[name].limit(key))
+                           for key, value in override.items()})
+        elif isinstance(override, Real) and not isinstance(override, bool):
+            params["threshold"] = checked_value(name, "threshold", override, RULES[name].limit("threshold"))
         else:
-            params["threshold"] = _check_parameter(name, "threshold", override)
+            raise InputError(f"thresholds[{name!r}]: expected a number or a dict of parameters, got {override!r}")
         merged[name] = params
     return merged
-
-
-def _check_parameter(rule: str, key: str, value):
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise InputError(f"thresholds[{rule!r}][{key!r}]: expected a finite number, got {value!r}")
-    if key in ("window", "persist", "start_points"):
-        if float(value) != int(value) or int(value) < 1:
-            raise InputError(f"thresholds[{rule!r}][{key!r}]: expected an integer >= 1, got {value!r}")
-        return int(value)
-    return float(value)
 
 
 RULES: dict[str, Rule] = {rule.name: rule for rule in RULE_LIST}
