@@ -205,6 +205,23 @@ def test_latest_metrics_is_the_last_finished_step(tmp_path):
     assert not any(name.startswith("stat/") for name in latest)
 
 
+def test_end_step_finishes_the_step_without_waiting_for_the_next(tmp_path):
+    import time
+
+    torch.manual_seed(0)
+    policy, generator = TinyPolicy(), torch.Generator().manual_seed(8)
+    with Monitor(tmp_path, run="end-step") as mon:
+        batch = _rollout(policy, generator)
+        mon.observe(0, **batch)
+        mon.end_step()  # no flush, no step 1: the worker finishes step 0 on its own
+        deadline = time.monotonic() + 60
+        while mon.latest_metrics().get("step") != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        latest = mon.latest_metrics()
+    assert latest["step"] == 0
+    assert latest["entropy_mean"] == pytest.approx(reference_metrics(batch)["entropy_mean"], rel=1e-5)
+
+
 def test_close_writes_the_pending_step_and_every_table(tmp_path):
     torch.manual_seed(0)
     policy, generator = TinyPolicy(), torch.Generator().manual_seed(7)

@@ -148,6 +148,15 @@ class Monitor:
             return
         self._submit("add_scalars", step, clean)
 
+    def end_step(self) -> None:
+        """Finish the current step now, without waiting: for trainers that know a step is complete.
+
+        Otherwise a step finishes when the next one begins. Its metrics reach ``latest_metrics()``
+        once the worker has computed them; nothing is written to disk before the log's own flush.
+        """
+        if not self._closed:
+            self._submit("finish_step")
+
     def latest_metrics(self) -> dict[str, float]:
         """The last finished step's scalar metrics (with its ``step``), for the trainer's own logger."""
         return self._stream.latest_metrics()
