@@ -20,15 +20,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from entropymon.analysis._frame import column_values, finite_count, json_float, step_frame
+from entropymon.analysis._frame import column_values, finite_count, step_frame
 from entropymon.errors import AnalysisError
+from entropymon.results import JsonResult
 
 COVARIANCE_FORMS = ("cov_logp_adv", "cov_logp_piadv")
 MIN_PAIRS = 3
 
 
 @dataclass(frozen=True)
-class CovarianceFit:
+class CovarianceFit(JsonResult):
     """dH against one covariance form: agreement and the slope through the origin."""
 
     covariance: str
@@ -39,25 +40,15 @@ class CovarianceFit:
     spearman_p: float
     eta_eff: float  # dH ~ -eta_eff * Cov
 
-    def to_dict(self) -> dict:
-        return {k: (json_float(v) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
-
 
 @dataclass(frozen=True)
-class EntropyDynamics:
+class EntropyDynamics(JsonResult):
     """Per covariance form: a fit, or the reason there is none (``missing``)."""
 
     entropy_column: str
     fits: dict[str, CovarianceFit]
     missing: dict[str, str]
     table: pd.DataFrame = field(repr=False, compare=False)  # step, next_step, dH, one column per form
-
-    def to_dict(self) -> dict:
-        return {
-            "entropy_column": self.entropy_column,
-            "fits": {k: v.to_dict() for k, v in self.fits.items()},
-            "missing": dict(self.missing),
-        }
 
 
 def entropy_dynamics(run_or_df, *, entropy: str = "entropy_mean", covariances=COVARIANCE_FORMS) -> EntropyDynamics:
@@ -83,7 +74,8 @@ def entropy_dynamics(run_or_df, *, entropy: str = "entropy_mean", covariances=CO
         table[form] = cov
         usable = np.isfinite(cov) & np.isfinite(dh)
         if usable.sum() < MIN_PAIRS:
-            missing[form] = f"column {form!r}: expected at least {MIN_PAIRS} steps with a next step, got {int(usable.sum())}"
+            missing[form] = (f"column {form!r}: expected at least {MIN_PAIRS} steps with a next step, "
+                             f"got {int(usable.sum())}")
             continue
         fits[form] = _fit_form(form, cov[usable], dh[usable])
     if not fits:
@@ -99,7 +91,8 @@ def _fit_form(form: str, cov: np.ndarray, dh: np.ndarray) -> CovarianceFit:
     if varying:
         pearson = stats.pearsonr(cov, dh)
         spearman = stats.spearmanr(cov, dh)
-        r, r_p, rho, rho_p = float(pearson.statistic), float(pearson.pvalue), float(spearman.statistic), float(spearman.pvalue)
+        r, r_p = float(pearson.statistic), float(pearson.pvalue)
+        rho, rho_p = float(spearman.statistic), float(spearman.pvalue)
     else:
         r = r_p = rho = rho_p = math.nan
     ss = float(cov @ cov)

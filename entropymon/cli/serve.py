@@ -1,7 +1,10 @@
 """``entropymon demo`` and ``entropymon dashboard``: the commands that start something and keep running.
 
 Why here: both import heavy things (torch and TRL for the demo, Dash for the dashboard) only
-inside the command, so the rest of the CLI stays light. The dashboard's default logdir is
+inside the command, so the rest of the CLI stays light. That lazy import is also what keeps the
+two packages from importing each other: ``entropymon_dashboard`` (``dashboards/``) imports
+entropymon, and entropymon names the dashboard only inside ``dashboard`` (and ``run_demo``), never
+at module level. The dashboard's default logdir is
 ``./runs`` when it exists, else the sample runs that ship with entropymon: in a checkout they
 sit at the repository root (``sample_logs/`` next to the package), in an installed package
 inside it (``entropymon/sample_logs``).

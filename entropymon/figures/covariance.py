@@ -18,6 +18,7 @@ from entropymon.figures.curves import lines_figure
 from entropymon.figures.downsample import DEFAULT_MAX_POINTS, minmax_indices
 from entropymon.figures.style import empty_figure, scatter_class, styled
 from entropymon.registry import COVARIANCE_FORMS
+
 ADVANTAGE_SPLIT = ("cov_sum_pos_adv", "cov_sum_neg_adv")
 TOP_SHARES = ("cov_top_0_2pct_share", "cov_top_0_02pct_share")
 

@@ -3,7 +3,7 @@
 Why self-contained: reports get mailed, archived and opened on machines without network, so
 plotly.js is inlined once (with the first figure) and every other figure reuses it; no CDN link,
 no external stylesheet. The numbers and verdicts come from ``entropymon.analysis`` (the same
-``summarize_run`` the CLI prints, ``forecast_ceiling`` for the fitted points, ``entropy_dynamics``)
+``summarize`` the CLI prints, whose forecast also gives the fitted points, ``entropy_dynamics``)
 and the figures from the pure builders in ``entropymon.figures.overlays``, numbers and verdicts
 in the words of ``entropymon.display`` (as the CLI and the dashboard write them). A part a run cannot support (no
 covariance logged, too few points for a fit) is reported in words, never as a crash.
@@ -56,16 +56,13 @@ def analyse_run(run, *, n_bootstrap: int = 1000) -> RunAnalysis:
     """Run every analysis the report needs on ``run`` (a ``Run`` or a step DataFrame)."""
     from entropymon.analysis._frame import run_name, step_frame
     from entropymon.analysis.dynamics import entropy_dynamics
-    from entropymon.analysis.forecast import forecast_ceiling
-    from entropymon.analysis.summary import summarize_run
+    from entropymon.analysis.summary import summarize
 
     frame = step_frame(run)
-    summary = summarize_run(run, n_bootstrap=n_bootstrap)
+    result = summarize(run, n_bootstrap=n_bootstrap)  # the law is fitted once, here
+    summary = result.to_dict()
     analysis = RunAnalysis(run_name(run, summary.get("run") or "run"), frame, summary)
-    try:
-        forecast = forecast_ceiling(run, n_bootstrap=n_bootstrap)
-    except AnalysisError:
-        forecast = None  # summarize_run's reason already says why
+    forecast = result.forecast  # None: the summary's reason says why
     if forecast is not None and forecast.fit is not None:
         fit = forecast.fit
         analysis.law_points = pd.DataFrame({"entropy": fit.entropy, "performance": fit.performance})
