@@ -45,9 +45,10 @@ def test_a_panel_callback_answers_with_its_figures(tmp_path):
     write_synthetic_run(tmp_path, "r", steps=30, with_samples=False)
     client = create_app(tmp_path).server.test_client()
     panel = next(p for p in RUN_PANELS if p.name == "covariance")
-    outputs = [{"id": g, "property": "figure"} for g in panel.graphs]
+    outputs = [{"id": i, "property": p} for i, p in panel.texts] + [{"id": g, "property": "figure"}
+                                                                    for g in panel.graphs]
     payload = {
-        "output": ".." + "...".join(f"{g}.figure" for g in panel.graphs) + "..", "outputs": outputs,
+        "output": ".." + "...".join(f"{o['id']}.{o['property']}" for o in outputs) + "..", "outputs": outputs,
         "inputs": [{"id": panel.key_store, "property": "data", "value": {"key": "r@v"}},
                    {"id": "smoothing", "property": "value", "value": 0.0}],
         "state": [{"id": g, "property": "relayoutData", "value": None} for g in panel.graphs],
@@ -56,5 +57,5 @@ def test_a_panel_callback_answers_with_its_figures(tmp_path):
     response = client.post("/_dash-update-component", json=payload)
     assert response.status_code == 200
     body = json.loads(response.get_data(as_text=True))["response"]
-    assert set(body) == set(panel.graphs)
+    assert set(body) == {*panel.graphs, *(i for i, _ in panel.texts)}
     assert body["cov-forms"]["figure"]["data"]  # the synthetic run logs both covariance forms

@@ -18,6 +18,7 @@ import numpy as np
 
 from entropymon.analysis._frame import choose_performance, column_values, run_name, step_frame
 from entropymon.analysis.alerts import Alert, diagnose
+from entropymon.analysis.dynamics import EntropyDynamics, entropy_dynamics
 from entropymon.analysis.forecast import CeilingForecast, forecast_ceiling
 from entropymon.errors import AnalysisError
 from entropymon.results import json_float, to_json
@@ -27,9 +28,11 @@ EXTRA_ENDS = ("reward_mean", "eval_accuracy")  # shown next to the performance c
 
 @dataclass(frozen=True)
 class RunSummary:
-    """Steps, where entropy and performance started and ended, the forecast and the alerts.
+    """Steps, where entropy and performance started and ended, the forecast, what explains the
+    entropy change (``dynamics``) and the alerts.
 
-    ``forecast`` is None when the law cannot be fitted (``forecast_error`` says why);
+    ``forecast`` is None when the law cannot be fitted (``forecast_error`` says why), ``dynamics``
+    when the change cannot be explained (``dynamics_error``);
     ``performance_column`` is None when the run has none (``performance_error``). ``ends``: the
     (start, end) of ``reward_mean`` / ``eval_accuracy`` when they are not the performance column.
     """
@@ -48,6 +51,8 @@ class RunSummary:
     ends: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     forecast: CeilingForecast | None = None
     forecast_error: str | None = None
+    dynamics: EntropyDynamics | None = None
+    dynamics_error: str | None = None
     alerts: tuple[Alert, ...] = ()
 
     @property
@@ -85,8 +90,10 @@ class RunSummary:
             out[f"{name}_start"], out[f"{name}_end"] = start, end
         out["forecast"] = _forecast_json(self)
         out.update(ceiling=out["forecast"].get("ceiling"), ceiling_ci=out["forecast"].get("ceiling_ci"),
-                   skill=out["forecast"].get("skill"), trustworthy=self.trustworthy, reason=self.reason,
-                   alerts=[alert.to_dict() for alert in self.alerts])
+                   skill=out["forecast"].get("skill"), trustworthy=self.trustworthy, reason=self.reason)
+        out["dynamics"] = self.dynamics.to_dict() if self.dynamics is not None else {
+            "observed": None, "fits": {}, "explanation": f"no entropy dynamics: {self.dynamics_error}"}
+        out["alerts"] = [alert.to_dict() for alert in self.alerts]
         return to_json(out)
 
 
@@ -120,6 +127,11 @@ def summarize(
                                     n_bootstrap=n_bootstrap)
     except AnalysisError as error:
         forecast_error = str(error)
+    dynamics, dynamics_error = None, None
+    try:
+        dynamics = entropy_dynamics(run_or_df, entropy=entropy)
+    except AnalysisError as error:
+        dynamics_error = str(error)
     alerts = diagnose(run_or_df, rules, thresholds, performance=performance, entropy=entropy, bounds=bounds,
                       forecast=forecast)
     return RunSummary(
@@ -127,7 +139,7 @@ def summarize(
         first_step=json_float(frame["step"].iloc[0]) if len(frame) else None,
         last_step=json_float(frame["step"].iloc[-1]) if len(frame) else None,
         entropy_column=entropy, ends=ends, forecast=forecast, forecast_error=forecast_error,
-        alerts=tuple(alerts), **figures,
+        dynamics=dynamics, dynamics_error=dynamics_error, alerts=tuple(alerts), **figures,
     )
 
 

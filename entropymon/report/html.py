@@ -2,10 +2,11 @@
 
 Why self-contained: reports get mailed, archived and opened on machines without network, so
 plotly.js is inlined once (with the first figure) and every other figure reuses it; no CDN link,
-no external stylesheet. The numbers and verdicts come from ``entropymon.analysis`` (the same
-``summarize`` the CLI prints, whose forecast also gives the fitted points, ``entropy_dynamics``)
-and the figures from the pure builders in ``entropymon.figures.overlays``, numbers and verdicts
-in the words of ``entropymon.display`` (as the CLI and the dashboard write them). A part a run cannot support (no
+no external stylesheet. The numbers and verdicts come from ``entropymon.analysis``: the same
+``summarize`` the CLI prints, whose forecast also gives the fitted points and whose
+``entropy_dynamics`` the covariance section draws (each computed once per run). The figures come
+from the pure builders in ``entropymon.figures.overlays``, numbers and verdicts in the words of
+``entropymon.display`` (as the CLI and the dashboard write them). A part a run cannot support (no
 covariance logged, too few points for a fit) is reported in words, never as a crash.
 """
 
@@ -22,9 +23,9 @@ import pandas as pd
 
 from entropymon import display
 from entropymon._version import __version__
-from entropymon.errors import AnalysisError, InputError
+from entropymon.errors import InputError
 from entropymon.figures import overlays as figures
-from entropymon.registry import COVARIANCE_LABELS
+from entropymon.registry import PREDICTOR_LABELS
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -55,7 +56,6 @@ class RunAnalysis:
 def analyse_run(run, *, n_bootstrap: int = 1000) -> RunAnalysis:
     """Run every analysis the report needs on ``run`` (a ``Run`` or a step DataFrame)."""
     from entropymon.analysis._frame import run_name, step_frame
-    from entropymon.analysis.dynamics import entropy_dynamics
     from entropymon.analysis.summary import summarize
 
     frame = step_frame(run)
@@ -68,14 +68,13 @@ def analyse_run(run, *, n_bootstrap: int = 1000) -> RunAnalysis:
         analysis.law_points = pd.DataFrame({"entropy": fit.entropy, "performance": fit.performance})
         analysis.law = {"a": fit.a, "b": fit.b, "ceiling": fit.ceiling, "ceiling_ci": fit.ceiling_ci,
                         "trustworthy": forecast.trustworthy, "performance_column": fit.performance_column}
-    try:
-        dynamics = entropy_dynamics(run)
+    dynamics = result.dynamics  # computed once, by the summary
+    if dynamics is not None:
         analysis.dynamics_table = dynamics.table
         analysis.dynamics = {form: fit.eta_eff for form, fit in dynamics.fits.items()}
         analysis.dynamics_error = "; ".join(dynamics.missing.values()) or None
-        analysis.summary["dynamics"] = dynamics.to_dict()
-    except AnalysisError as error:
-        analysis.dynamics_error = str(error)
+    else:
+        analysis.dynamics_error = result.dynamics_error
     return analysis
 
 
@@ -196,15 +195,21 @@ def _verdict_block(a: RunAnalysis) -> str:
 
 
 def _dynamics_table(analyses: list[RunAnalysis]) -> str:
-    rows = ["<table><tr><th>run</th><th>covariance</th><th>points</th><th>Pearson r (ΔH, Cov)</th>"
-            "<th>Spearman ρ</th><th>η<sub>eff</sub></th></tr>"]
+    rows = ["<table><tr><th>run</th><th>observed ΔH</th><th>predictor</th><th>points</th><th>Pearson r [95%]</th>"
+            "<th>R²</th><th>Spearman ρ</th><th>η<sub>eff</sub> [95%]</th></tr>"]
     notes = []
     for a in analyses:
-        fits = ((a.summary.get("dynamics") or {}).get("fits")) or {}
-        for form, fit in fits.items():
-            rows.append(f"<tr><td>{_e(a.name)}</td><td>{_e(COVARIANCE_LABELS.get(form, form))}</td>"
-                        f"<td>{fit.get('n')}</td><td>{_num(fit.get('pearson_r'))}</td>"
-                        f"<td>{_num(fit.get('spearman_rho'))}</td><td>{_num(fit.get('eta_eff'))}</td></tr>")
+        dynamics = a.summary.get("dynamics") or {}
+        observed = {"same_batch": "same batch", "naive": "consecutive batches"}.get(dynamics.get("observed"), "-")
+        for form, fit in (dynamics.get("fits") or {}).items():
+            r_ci, eta_ci = fit.get("r_ci") or [None, None], fit.get("eta_ci") or [None, None]
+            rows.append(f"<tr><td>{_e(a.name)}</td><td>{observed}</td>"
+                        f"<td>{_e(PREDICTOR_LABELS.get(form, form))}</td><td>{fit.get('n')}</td>"
+                        f"<td>{_num(fit.get('pearson_r'))} [{_num(r_ci[0])}, {_num(r_ci[1])}]</td>"
+                        f"<td>{_num(fit.get('r2'))}</td><td>{_num(fit.get('spearman_rho'))}</td>"
+                        f"<td>{_num(fit.get('eta_eff'))} [{_num(eta_ci[0])}, {_num(eta_ci[1])}]</td></tr>")
+        if dynamics.get("explanation"):
+            notes.append(f"<p>{_e(a.name)}: {_e(dynamics['explanation'])}</p>")
         if a.dynamics_error:
             notes.append(f"<p class='meta'>{_e(a.name)}: {_e(a.dynamics_error)}</p>")
     rows.append("</table>")
