@@ -35,15 +35,11 @@ def test_verdict_words_are_the_same_in_every_layer_and_capitalise_as_a_sentence(
 
 
 @pytest.mark.parametrize("meta, live, expected", [
-    ("running", True, "live"), ("running", False, "stopped (no writer)"), ("closed", False, "closed"),
+    ("running", True, "live"), ("running", False, "stopped (no writer)"), ("closed", False, "finished"),
     ("terminated", False, "terminated"), (None, False, "unknown"),
 ])
 def test_run_status_reads_run_json_and_the_writer(meta, live, expected):
     assert display.run_status(meta, live) == expected
-
-
-def test_status_label_reads_closed_as_finished_and_keeps_other_words():
-    assert display.status_label("closed") == "finished" and display.status_label("live") == "live"
 
 
 def test_run_colors_follow_the_palette_in_order_and_repeat():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from entropymon.analysis._frame import choose_performance, column_values, run_name, step_frame
+from entropymon.analysis._frame import choose_performance, column_values, performance_reason, run_name, step_frame
 from entropymon.analysis.alerts import Alert, diagnose
 from entropymon.analysis.dynamics import EntropyDynamics, entropy_dynamics
 from entropymon.analysis.forecast import CeilingForecast, forecast_ceiling
@@ -45,6 +45,7 @@ class RunSummary:
     entropy_start: float | None = None
     entropy_end: float | None = None
     performance_column: str | None = None
+    performance_reason: str | None = None
     performance_start: float | None = None
     performance_end: float | None = None
     performance_error: str | None = None
@@ -82,6 +83,10 @@ class RunSummary:
             "run": self.run, "steps": self.steps, "first_step": self.first_step, "last_step": self.last_step,
             "entropy_column": self.entropy_column, "entropy_start": self.entropy_start,
             "entropy_end": self.entropy_end, "performance_column": self.performance_column,
+        }
+        if self.performance_column is not None:
+            out["performance_reason"] = self.performance_reason
+        out |= {
             "performance_start": self.performance_start, "performance_end": self.performance_end,
         }
         if self.performance_error is not None:
@@ -115,6 +120,7 @@ def summarize(
     try:
         performance_column = choose_performance(frame, performance)
         figures["performance_column"] = performance_column
+        figures["performance_reason"] = performance_reason(frame, performance, performance_column)
         figures["performance_start"], figures["performance_end"] = _ends(column_values(frame, performance_column))
     except AnalysisError as error:
         performance_column = None
