@@ -61,7 +61,8 @@ def dashboard(
         help="Folder of runs (default: ./runs if present, else the bundled sample runs).", show_default=False)] = None,
     host: Annotated[str, typer.Option(help="Address to serve on.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = DEFAULT_PORT,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Log every HTTP request (each open tab polls every 2 s).")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Log every HTTP request (each open tab polls every 2 s).")] = False,
 ) -> None:
     """Serve the live Dash dashboard over a folder of runs.
 
