@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from entropymon.analysis.remedies import REMEDIES, RULE_REMEDIES, remedies_for
 from entropymon.analysis.alerts import RULES
+from entropymon.analysis.remedies import REMEDIES, RULE_REMEDIES, remedies_for
 
 # veRL (0.9) config groups the remedies may point into
 VERL_PREFIXES = ("actor_rollout_ref.actor.", "actor_rollout_ref.rollout.", "algorithm.", "data.", "trainer.")

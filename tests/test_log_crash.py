@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from entropymon.log.reader import read_run
 import log_child  # tests/ is on sys.path under pytest's default import mode
+from entropymon.log.reader import read_run
 
 CHILD = Path(__file__).with_name("log_child.py")
 ROOT = CHILD.parent.parent

@@ -460,12 +460,8 @@ def ess_low(ctx: RuleContext, p: dict) -> Alert | None:
 
 
 def low_headroom(ctx: RuleContext, p: dict) -> Alert | None:
-    from entropymon.analysis.forecast import forecast_ceiling
-
-    try:
-        forecast = forecast_ceiling(ctx.run_or_df, performance=ctx.performance, entropy=ctx.entropy,
-                                    bounds=ctx.bounds, n_bootstrap=200)
-    except AnalysisError:
+    forecast = ctx.ceiling_forecast()
+    if forecast is None:
         return None
     if not forecast.trustworthy or forecast.ceiling is None:
         return None

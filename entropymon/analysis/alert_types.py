@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pandas as pd
 
-from entropymon.analysis._frame import json_float
 from entropymon.display import SEVERITIES
+from entropymon.results import json_float
+
 # which plot an alert belongs to (the dashboard marks its step there)
+FORECAST_BOOTSTRAP = 200  # resamples when diagnose fits the law itself
 PLOTS = ("entropy", "performance", "groups", "diversity", "importance", "law")
 
 
@@ -59,7 +61,7 @@ class Rule:
     description: str
     severity: str  # the most severe level it can fire at
     defaults: dict
-    check: Callable[["RuleContext", dict], Alert | None]
+    check: Callable[[RuleContext, dict], Alert | None]
     live: bool = True  # cheap enough to evaluate on the Monitor's thread at every step
     limits: dict = field(default_factory=dict)  # parameter -> rule_params.Limit (else inferred from the default)
 
@@ -78,6 +80,21 @@ class RuleContext:
     performance: str
     entropy: str
     bounds: object
+    forecast: object = field(default=None)  # the run's CeilingForecast: given by the caller, else fitted once
+
+    def ceiling_forecast(self):
+        """The run's ``CeilingForecast`` (the one given to ``diagnose``, else computed once with
+        ``FORECAST_BOOTSTRAP`` resamples), or None when the law cannot be fitted."""
+        if self.forecast is None:
+            from entropymon.analysis.forecast import forecast_ceiling
+            from entropymon.errors import AnalysisError
+
+            try:
+                self.forecast = forecast_ceiling(self.run_or_df, performance=self.performance, entropy=self.entropy,
+                                                 bounds=self.bounds, n_bootstrap=FORECAST_BOOTSTRAP)
+            except AnalysisError:
+                self.forecast = False
+        return self.forecast or None
 
     @property
     def samples(self) -> pd.DataFrame | None:

@@ -39,15 +39,17 @@ def diagnose(
     performance: str = "auto",
     entropy: str = "entropy_mean",
     bounds="auto",
+    forecast=None,
 ) -> list[Alert]:
     """Run the named rules (default: all of ``RULES``) and return the alerts that fired, by step.
 
     ``performance``, ``entropy``, ``bounds`` choose the columns and the metric's range as in the
-    law fit (``fit_run_law``).
+    law fit (``fit_run_law``). ``forecast``: the run's ``CeilingForecast`` when the caller has it
+    (``summarize`` does), so the law is not fitted twice.
     """
     names = list(RULES) if rules is None else check_rule_names(rules)
     params = merge_thresholds(names, thresholds or {})
-    context = RuleContext(run_or_df, step_frame(run_or_df), performance, entropy, bounds)
+    context = RuleContext(run_or_df, step_frame(run_or_df), performance, entropy, bounds, forecast)
     alerts = [alert for name in names if (alert := RULES[name].check(context, params[name])) is not None]
     return sorted(alerts, key=lambda a: (a.step, -SEVERITIES.index(a.severity), a.rule))
 
