@@ -70,7 +70,8 @@ class Monitor:
             raise InputError(f"queue_size: expected a positive int, got {queue_size!r}")
         self.rank = resolve_rank(rank)
         self._failures = FailureLog(strict=bool(strict), nan_policy=nan_policy)
-        self._log = RunLog(logdir, run, dict(config or {}), rank=self.rank)
+        self._log = RunLog(logdir, run, dict(config or {}), rank=self.rank, on_error=self._writer_failed)
+        self._last_step = -1  # observe() steps only move forward
         self._stream = StepStream(self._log, self.settings, self._failures, on_caller_thread=bool(strict))
         self._worker = None if strict else StreamWorker(self._stream, self._failures, queue_size=queue_size)
         self._closed = False
@@ -95,6 +96,9 @@ class Monitor:
         try:
             self._check_open()
             step = _check_step(step)
+            if step < self._last_step:
+                raise InputError(f"step: expected >= {self._last_step} (observe() steps only move forward; step "
+                                 f"{self._last_step} was observed already, so step {step} is written), got {step}")
             check_observation(inputs, self.settings.temperature)
             families = self.settings.families
             observation = reduce_inputs(step, inputs, temperature=self.settings.temperature,
@@ -104,6 +108,7 @@ class Monitor:
             self._failures.record_error("observe", error, on_caller_thread=True)
             return
         del inputs, logits  # no reference to the logits outlives this call
+        self._last_step = step
         self._submit("add_observation", observation)
 
     def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
@@ -171,6 +176,10 @@ class Monitor:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _writer_failed(self, error: BaseException) -> None:
+        """The log writer's errors (full or vanished disk, values it could not store), on its thread."""
+        self._failures.record_error("log writer", error, on_caller_thread=False)
+
     def _submit(self, method: str, *args) -> None:
         if self._worker is None:
             getattr(self._stream, method)(*args)
@@ -189,8 +198,8 @@ class Monitor:
 
 
 def _check_step(step) -> int:
-    if isinstance(step, bool) or not hasattr(step, "__index__") or step.__index__() < 0:
-        raise InputError(f"step: expected an integer >= 0, got {type(step).__name__} {step!r}")
+    if isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() < 2**63:
+        raise InputError(f"step: expected an integer >= 0 and < 2**63, got {type(step).__name__} {step!r}")
     return step.__index__()
 
 

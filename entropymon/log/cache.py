@@ -91,6 +91,11 @@ class FileTableCache:
         except FileNotFoundError:
             self._drop(key)
             raise Vanished(key) from None
+        except OSError as error:  # e.g. a link loop: unreadable, not fatal for the run
+            self._drop(key)
+            entry = self._entries[key] = _Entry((-1, -1), bad=True)
+            warn_once(path, f"{path}: skipped a file that cannot be read ({error})")
+            return entry
         version = (info.st_size, info.st_mtime_ns)
         entry = self._entries.get(key)
         if entry is None or entry.version != version:
