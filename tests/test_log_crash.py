@@ -60,11 +60,13 @@ class ConcurrentReader(threading.Thread):
 
     def run(self) -> None:
         seen: set[int] = set()
+        live = None  # one Run refreshed each poll (reads only new rows), next to a fresh read_run
         while not self.stop.is_set():
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("error")
-                    run = read_run(self.run_path)
+                    run = read_run(self.run_path) if live is None or self.polls % 2 == 0 else live.refresh()
+                    live = live or run
                     steps = run.steps
                     samples = run.samples
             except Exception as error:  # noqa: BLE001 - every error is a failure of the test

@@ -160,3 +160,68 @@ def test_the_merge_fanout_is_checked(tmp_path):
     with pytest.raises(InputError, match="merge_fanout: expected an integer >= 2"):
         RunLog(tmp_path, "r", merge_fanout=1)
     assert FANOUT >= 2
+
+
+def test_refresh_reads_only_new_rows_through_merges_and_equals_a_fresh_read(tmp_path):
+    run = None
+    with RunLog(tmp_path, "r", flush_interval_s=3600, merge_fanout=2) as log:  # merges after nearly every flush
+        for step in range(40):
+            log_child.log_one(log, step)
+            assert log.flush(timeout=10)
+            if run is None:
+                run = read_run(tmp_path / "r")
+            run.refresh()
+            fresh = read_run(tmp_path / "r")
+            for table in TABLES:
+                pd.testing.assert_frame_equal(getattr(run, table), read_table_fully(fresh, table))
+        log.log_step(39, {"eval_accuracy": 0.5})  # a second row of a step already read: merged by the rules
+        log.flush(timeout=10)
+    views = run._views
+    assert all(view.full_reads == 1 for view in views.values())  # 40 refreshes, each reading new rows only
+    run.refresh()
+    assert run.steps.set_index("step").loc[39, "eval_accuracy"] == 0.5
+    assert views["steps"].full_reads == 2
+    pd.testing.assert_frame_equal(run.steps, read_table_fully(read_run(tmp_path / "r"), "steps"))
+
+
+def read_table_fully(run, table: str) -> pd.DataFrame:
+    from entropymon.log.reader import read_table
+
+    return read_table(run.path, table)
+
+
+def test_refresh_after_a_restarted_writer_relogs_steps_keeps_only_the_newest_rows(tmp_path):
+    with RunLog(tmp_path, "r") as log:
+        for step in range(5):
+            log_child.log_one(log, step)
+    run = read_run(tmp_path / "r")
+    assert len(run.samples) == 5 * log_child.SAMPLES_PER_STEP
+    with RunLog(tmp_path, "r") as log:  # resumed from a checkpoint at step 3
+        for step in (3, 4, 5):
+            log.log_step(step, {"entropy_mean": -1.0})
+            log.log_samples(step, {"sample_id": [0], "reward": [-1.0]})
+    run.refresh()
+    assert run.steps["entropy_mean"].tolist()[3:] == [-1.0, -1.0, -1.0]
+    assert run.samples[run.samples["step"] >= 3]["reward"].tolist() == [-1.0, -1.0, -1.0]
+    pd.testing.assert_frame_equal(run.samples, read_table_fully(run, "samples"))
+
+
+def test_step_metrics_after_live_refreshes_equal_combining_every_rank_again(tmp_path):
+    from entropymon.metrics.stats import combine_ranks
+
+    logs = [RunLog(tmp_path, "r", rank=rank, flush_interval_s=3600) for rank in range(3)]
+    run = None
+    for step in range(6):
+        for rank, log in enumerate(logs):
+            if step == 4 and rank == 2:
+                continue  # a rank that missed a step
+            log.log_step(step, {"entropy_mean": step + rank / 10, "n_tokens": 10.0 + rank, "lr": 0.1})
+            log.flush()
+            run = run or read_run(tmp_path / "r")
+            incremental = run.refresh().step_metrics
+            expected = combine_ranks(read_table_fully(run, "steps"))
+            pd.testing.assert_frame_equal(incremental[sorted(incremental.columns)], expected[sorted(expected.columns)])
+    for log in logs:
+        log.close()
+    assert run._views["steps"].full_reads == 1
+    assert run.step_metrics["n_ranks"].tolist() == [3, 3, 3, 3, 2, 3]

@@ -32,6 +32,7 @@ from entropymon.errors import InputError
 from entropymon.log import durable, meta
 from entropymon.log.cache import TABLE_CACHE
 from entropymon.log.layout import TableFiles, claim_segment, scan_table, warn_once
+from entropymon.log.merge import first_row_metadata
 from entropymon.log.reader import read_pieces, read_run
 from entropymon.log.resolve import resolve
 from entropymon.log.schema import TABLES, ChunkName, manifest_filename, segment_of
@@ -119,7 +120,7 @@ def _compact_one(folder: Path, table: str, rank: int, segment: int, result: Comp
             return
     target = ChunkName(rank, segment, 0)
     replaced = sorted(path.name for path in readable)
-    durable.write_parquet_temp(merged, folder / target.temp_filename)
+    durable.write_parquet_temp(merged, folder / target.temp_filename, first_row_metadata(0))
     report(table, "written", rank)
     durable.write_json_atomic({"merged": target.filename, "replaced": replaced, "rows": merged.num_rows},
                               folder / manifest_filename(rank, segment))

@@ -27,9 +27,10 @@ from entropymon.log import durable
 from entropymon.log.schema import FIRST_ROW_KEY, ChunkName
 
 FANOUT = 8
-# a merge whose sources hold more than this many bytes is not made: big files are few anyway
-MERGE_MAX_BYTES = 256 << 20
-FINAL_TIER = 1 << 30  # the tier of a file that is never merged again
+# a file this big is never merged again: per-file costs are negligible next to its size, and
+# rewriting it would slow the writer (token chunks of 1M rows are about this size)
+FINAL_BYTES = 8 << 20
+FINAL_TIER = 1 << 30  # the tier of such a file
 
 
 @dataclass
@@ -60,9 +61,7 @@ def plan(files: list[SegmentFile], fanout: int = FANOUT) -> list[SegmentFile] | 
 
 def merge(folder: Path, sources: list[SegmentFile]) -> SegmentFile | None:
     """Merge ``sources`` (consecutive files of one segment) into one file; None when they cannot be
-    (their column types clash, or they are too big), in which case they become final."""
-    if sum(f.nbytes for f in sources) > MERGE_MAX_BYTES:
-        return None
+    (their column types clash), in which case they become final."""
     tables = [pq.read_table(folder / f.name.filename) for f in sources]
     try:
         merged = pa.concat_tables(tables, promote_options="permissive")
@@ -85,5 +84,9 @@ def merge(folder: Path, sources: list[SegmentFile]) -> SegmentFile | None:
         except OSError:  # hidden all the same; the next writer start deletes it
             pass
     durable.fsync_dir(folder)
-    return SegmentFile(target, sources[0].tier + 1, sources[0].first_row, merged.num_rows,
-                       (folder / target.filename).stat().st_size)
+    nbytes = (folder / target.filename).stat().st_size
+    return SegmentFile(target, tier_of(nbytes, sources[0].tier + 1), sources[0].first_row, merged.num_rows, nbytes)
+
+
+def tier_of(nbytes: int, tier: int) -> int:
+    return FINAL_TIER if nbytes >= FINAL_BYTES else tier

@@ -237,7 +237,7 @@ class Worker:
             nbytes = (folder / name.filename).stat().st_size
         except OSError:
             nbytes = 0
-        self._files[table].append(merge.SegmentFile(name, 0, first_row, data.num_rows, nbytes))
+        self._files[table].append(merge.SegmentFile(name, merge.tier_of(nbytes, 0), first_row, data.num_rows, nbytes))
         self._merge(table)
 
     def _merge(self, table: str) -> None:

@@ -423,6 +423,14 @@ class _Groups:
         self.starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]])
         self.sizes = np.diff(np.r_[self.starts, len(frame)])
         self.n_rows = len(frame)
+        self._list_sums: dict = {}
+        self._columns: dict[str, np.ndarray] = {}
+
+    def column(self, frame: pd.DataFrame, name: str) -> np.ndarray:
+        """``frame[name]`` as one numpy array, the same object every time it is asked for."""
+        if name not in self._columns:
+            self._columns[name] = frame[name].to_numpy()
+        return self._columns[name]
 
     def count(self, valid: np.ndarray) -> np.ndarray:
         return np.add.reduceat(valid.astype(np.int64), self.starts)
@@ -442,7 +450,16 @@ class _Groups:
         return np.where(index < self.n_rows, index, self.starts)
 
     def list_sum(self, values: np.ndarray, valid: np.ndarray) -> list:
-        """Elementwise sums of each group's valid lists (lists of ints); None for a group with none."""
+        """Elementwise sums of each group's valid lists (lists of ints); None for a group with none.
+
+        Remembered per (column, rows): stat/entropy_hist is summed by its registry rule and again
+        as the entropy family's histogram."""
+        key = (id(values), valid.tobytes())
+        if key not in self._list_sums:
+            self._list_sums[key] = (values, self._list_sum(values, valid))  # values kept: its id stays unique
+        return self._list_sums[key][1]
+
+    def _list_sum(self, values: np.ndarray, valid: np.ndarray) -> list:
         out: list = [None] * len(self.starts)
         rows = np.flatnonzero(valid)
         if not len(rows):
@@ -489,7 +506,7 @@ def _combine_groups(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         info = describe_metric(column)
         if info is not None:
-            out[column] = _merge_column(frame[column].to_numpy(), info.merge, groups, out[column])
+            out[column] = _merge_column(groups.column(frame, column), info.merge, groups, out[column])
     for cls in STATS_CLASSES:
         _merge_family(cls, frame, groups, out)
     return pd.DataFrame(out)
@@ -497,20 +514,23 @@ def _combine_groups(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _merge_column(values: np.ndarray, rule: str, groups: _Groups, lowest):
     valid = _valid(values)
-    count = groups.count(valid)
-    first = groups.first_valid(valid)
     if rule == "first":
-        return values[first]
+        return values[groups.first_valid(valid)]
+    count = groups.count(valid)
     if values.dtype.kind == "O":
-        firsts = values[first]
-        if any(_is_list(v) for v, n in zip(firsts, count) if n):
+        firsts = values[groups.first_valid(valid)]
+        first_is_list = np.fromiter(map(_is_list, firsts), dtype=bool, count=len(firsts)) & (count > 0)
+        if first_is_list.any():
             if rule != "sum":
                 return firsts
-            sums = groups.list_sum(values, valid & np.fromiter(map(_is_list, values), dtype=bool, count=len(values)))
+            rows = valid & np.repeat(first_is_list, groups.sizes)
+            try:
+                sums = groups.list_sum(values, rows)
+            except TypeError:  # a group mixing lists and numbers: sum the lists only
+                sums = groups.list_sum(values, rows & np.fromiter(map(_is_list, values), dtype=bool, count=len(values)))
             merged = firsts.copy()
-            for i, total in enumerate(sums):
-                if total is not None and _is_list(firsts[i]):
-                    merged[i] = total
+            for i in np.flatnonzero(first_is_list):
+                merged[i] = sums[i]
             return merged
         try:
             values = values.astype(np.float64)
@@ -554,7 +574,7 @@ def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
             continue
         if key not in frame.columns or (part & ~_valid(frame[key].to_numpy())).any():
             raise InputError(f"row: expected column {key!r} next to {count_key!r}, got it missing or null")
-        values = frame[key].to_numpy()
+        values = groups.column(frame, key)
         if isinstance(default, np.ndarray):
             merged[f.name] = groups.list_sum(values, part)
             continue
