@@ -130,24 +130,30 @@ def cold_reads(run_path: Path) -> dict[str, float]:
     return out
 
 
-def live_refreshes(run_path: Path, ranks: int, samples: int, rows: list[dict]) -> dict[str, float]:
+def live_refreshes(run_path: Path, ranks: int, samples: int, rows: list[dict], repeats: int = 5) -> dict[str, float]:
+    """Medians over ``repeats``: refresh with nothing new, and after each of ``repeats`` new steps."""
     run = read_run(run_path)
     run.steps, run.samples, run.step_metrics
-    out = {}
-    out["nothing new"], _ = timed(lambda: (run.refresh().steps, run.samples))
-    last = int(run.steps["step"].max())
+    nothing = [timed(lambda: (run.refresh().steps, run.samples))[0] for _ in range(repeats)]
     rng = np.random.default_rng(1)
-    logs = [RunLog(run_path.parent, run_path.name, rank=r, flush_interval_s=3600) for r in range(ranks)]
-    for rank, log in enumerate(logs):
-        log.log_step(last + 1, rows[rank % len(rows)])
-        log.log_samples(last + 1, sample_rows(rng, samples))
-        log.flush()
-    out["one new step"], _ = timed(lambda: (run.refresh().steps, run.samples))
-    out["step_metrics after it"], combined = timed(lambda: run.step_metrics)
+    logs = [RunLog(run_path.parent, run_path.name, rank=r, flush_interval_s=3600, merge_fanout=8) for r in range(ranks)]
+    one, metrics = [], []
+    for _ in range(repeats):
+        last = int(run.steps["step"].max())
+        for rank, log in enumerate(logs):
+            log.log_step(last + 1, rows[rank % len(rows)])
+            log.log_samples(last + 1, sample_rows(rng, samples))
+            log.flush()
+        one.append(timed(lambda: (run.refresh().steps, run.samples))[0])
+        seconds, combined = timed(lambda: run.step_metrics)
+        metrics.append(seconds)
+        assert combined["step"].iloc[-1] == last + 1 and combined["n_ranks"].iloc[-1] == ranks
     for log in logs:
         log.close()
-    assert combined["step"].iloc[-1] == last + 1 and combined["n_ranks"].iloc[-1] == ranks
-    return out
+    full = {name: view.full_reads for name, view in run._views.items() if view.frame is not None}
+    assert full == {"steps": 1, "samples": 1}, full  # every refresh read only what was new
+    return {"nothing new": float(np.median(nothing)), "one new step": float(np.median(one)),
+            "step_metrics after it": float(np.median(metrics))}
 
 
 def reference_combine(frame: pd.DataFrame) -> pd.DataFrame:

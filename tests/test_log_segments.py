@@ -225,3 +225,22 @@ def test_step_metrics_after_live_refreshes_equal_combining_every_rank_again(tmp_
         log.close()
     assert run._views["steps"].full_reads == 1
     assert run.step_metrics["n_ranks"].tolist() == [3, 3, 3, 3, 2, 3]
+
+
+def test_hiding_merged_ranges_agrees_with_checking_every_pair():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from entropymon.log.layout import _inside_another, _outer_ranges
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 40), st.integers(0, 6)), max_size=30))
+    def check(spans):
+        # tiered merges only ever produce nested or disjoint ranges: build them from power-of-two blocks
+        names = {ChunkName(0, segment, start, start + (1 << level) - 1)
+                 for segment, start, level in ((s, (b >> l) << l, l) for s, b, l in spans)}
+        for name in names:
+            brute = any(other.contains(name) for other in names if other.merged)
+            assert _inside_another(name, _outer_ranges([n for n in names if n.merged])) == brute, name
+
+    check()

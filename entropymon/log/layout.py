@@ -16,6 +16,7 @@ so two writers of one rank never share one.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 
@@ -115,11 +116,32 @@ def scan_table(folder: Path) -> TableFiles:
             warn_once(path, f"{path}: skipped a Parquet file whose name is not rank-R.seg-S.chunk-C.parquet")
     listed = {path.name for _, path in chunks}
     hidden_names = {name for m in files.manifests if m.merged in listed for name in m.replaced}
-    merged = [chunk for chunk, _ in chunks if chunk.merged]
+    outers = _outer_ranges([chunk for chunk, _ in chunks if chunk.merged])
     for chunk, path in sorted(chunks):
-        covered = path.name in hidden_names or any(outer.contains(chunk) for outer in merged)
+        covered = path.name in hidden_names or _inside_another(chunk, outers)
         (files.hidden if covered else files.active).append((chunk, path))
     return files
+
+
+def _outer_ranges(merged: list[ChunkName]) -> dict[tuple[int, int], tuple[list[int], list[int]]]:
+    """Per (rank, segment): the starts and ends of the merged ranges no other merged range contains."""
+    out: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+    for chunk in sorted(merged, key=lambda c: (c.rank, c.segment, c.chunk, -c.last)):
+        starts, ends = out.setdefault((chunk.rank, chunk.segment), ([], []))
+        if ends and chunk.last <= ends[-1]:
+            continue  # inside the previous one (a merge of merges interrupted before deleting)
+        starts.append(chunk.chunk)
+        ends.append(chunk.last)
+    return out
+
+
+def _inside_another(chunk: ChunkName, outers: dict[tuple[int, int], tuple[list[int], list[int]]]) -> bool:
+    ranges = outers.get((chunk.rank, chunk.segment))
+    if ranges is None:
+        return False
+    starts, ends = ranges
+    i = bisect.bisect_right(starts, chunk.chunk) - 1
+    return i >= 0 and chunk.last <= ends[i] and (starts[i], ends[i]) != (chunk.chunk, chunk.last)
 
 
 def next_segment(run_path: Path, rank: int) -> int:
