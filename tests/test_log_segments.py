@@ -64,7 +64,7 @@ def test_writers_opened_by_many_threads_at_once_get_distinct_segments_and_keep_e
 
 def test_two_processes_started_at_the_same_instant_on_one_run_keep_every_row(tmp_path):
     for attempt in range(2):  # two runs of the race, each with both children released together
-        start_at = time.time() + 1.5  # both children import entropymon first, then wait for this
+        start_at = time.time() + 2.5  # both children import entropymon first, then wait for this
         run = f"race{attempt}"
         children = [subprocess.Popen([sys.executable, str(CHILD), "write", str(tmp_path), run, str(first), "20",
                                       str(start_at)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
