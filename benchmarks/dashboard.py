@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +27,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.io.json import to_json_plotly
 
+from entropymon.figures.curves import series_points
 from entropymon.log.reader import read_run, read_table
 from entropymon.log.writer import RunLog
 from entropymon_dashboard import create_app, panels
-from entropymon_dashboard.fig_curves import series_points
 from entropymon_dashboard.runs_table import runs_rows
-from entropymon_dashboard.synthetic import WORDS, step_metrics, step_tokens
+
+# the synthetic collapsing run is a test fixture (tests/synthetic.py), not part of the package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic import WORDS, step_metrics, step_tokens  # noqa: E402
 
 TARGET_MS = 300.0
 TOKEN_EVERY = 50  # steps with sampled token rows (4 completions each)

@@ -42,7 +42,7 @@ def create_app(logdir, *, poll_interval_s: float = DEFAULT_POLL_S) -> dash.Dash:
                     serve_locally=True)
     label = str(Path(logdir))
     poll_ms = int(poll_interval_s * 1000)
-    app.layout = lambda: app_layout(label, [], poll_ms)
+    app.layout = lambda: app_layout(label, poll_ms)
     register_callbacks(app, store)
     app.run_store = store
     return app

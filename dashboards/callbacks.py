@@ -1,5 +1,8 @@
 """The Dash callbacks: wiring between components; the work is in panels.py.
 
+The run view's figure callbacks are not written out here: one is registered per panel that
+run_view.py declares, from the panel's own outputs and inputs (``register_panel``).
+
 Why the version stores: the browser polls every few seconds. The poll callback only lists run
 folders (store.versions) and answers "nothing changed" with ``no_update``; when a run changed it
 publishes the new versions. Three small keys (``curves-key``, ``focus-key``, ``token-key``) then
@@ -15,6 +18,7 @@ from dash import Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
 from entropymon_dashboard import panels
+from entropymon_dashboard.run_view import RUN_PANELS, SELECTED, Panel
 from entropymon_dashboard.runs_table import runs_rows
 from entropymon_dashboard.store import RunStore
 from entropymon_dashboard.zoom import keep_zoom
@@ -60,7 +64,26 @@ def _options(values) -> list[dict]:
     return [{"label": v, "value": v} for v in values]
 
 
-def register_callbacks(app, store: RunStore) -> None:
+def register_panel(app, store: RunStore, panel: Panel) -> None:
+    """One callback for ``panel``: its key store and controls in, its texts and figures out; on a
+    refresh of the same runs each figure keeps the user's zoom."""
+    n_controls, n_texts = len(panel.controls), len(panel.texts)
+
+    def update(key, *values):
+        controls, relayouts = values[:n_controls], values[n_controls:]
+        runs = _ids(key) if panel.runs == SELECTED else _first(key)
+        built = tuple(panel.build(store, runs, *controls))
+        figures = _zoomed(built[n_texts:], relayouts, _refreshing(key, panel.key_store))
+        return (*built[:n_texts], *figures)
+
+    update.__name__ = f"{panel.name}_panel"
+    app.callback(*panel.outputs, *panel.inputs)(update)
+
+
+def register_callbacks(app, store: RunStore, run_panels=RUN_PANELS) -> None:
+    for panel in run_panels:
+        register_panel(app, store, panel)
+
     @app.callback(
         Output("runs-table", "data"), Output("runs-table", "selected_rows"), Output("data-version", "data"),
         Output("runs-message", "children"),
@@ -120,52 +143,6 @@ def register_callbacks(app, store: RunStore) -> None:
         performance = performance if performance in performance_options or not performance_options \
             else performance_options[0]
         return _options(entropy_options), entropy, _options(performance_options), performance
-
-    def zoom_states(*graph_ids):
-        return [State(graph_id, "relayoutData") for graph_id in graph_ids]
-
-    curve_graphs = ("entropy-curves", "performance-curves")
-
-    @app.callback(*[Output(g, "figure") for g in curve_graphs],
-                  Input("curves-key", "data"), Input("entropy-column", "value"),
-                  Input("performance-column", "value"), Input("smoothing", "value"), *zoom_states(*curve_graphs))
-    def curves(key, entropy, performance, smoothing, *relayouts):
-        figures = panels.curve_figures(store, _ids(key), entropy or "entropy_mean", performance or "reward_mean",
-                                       float(smoothing or 0.0))
-        return _zoomed(figures, relayouts, _refreshing(key, "curves-key"))
-
-    distribution_graphs = ("entropy-heatmap", "entropy-quantiles", "forking-share")
-
-    @app.callback(*[Output(g, "figure") for g in distribution_graphs], Input("focus-key", "data"),
-                  *zoom_states(*distribution_graphs))
-    def distribution(key, *relayouts):
-        return _zoomed(panels.distribution_figures(store, _first(key)), relayouts, _refreshing(key, "focus-key"))
-
-    law_graphs = ("law-scatter", "law-prediction", "law-ceiling")
-
-    @app.callback(Output("law-verdict", "children"), Output("law-verdict", "className"),
-                  Output("law-held-out", "children"), *[Output(g, "figure") for g in law_graphs],
-                  Input("focus-key", "data"), *zoom_states(*law_graphs))
-    def law(key, *relayouts):
-        trusted, verdict, held_out, *figures = panels.law_panel(store, _first(key))
-        return (verdict, "verdict trusted" if trusted else "verdict untrusted", held_out,
-                *_zoomed(figures, relayouts, _refreshing(key, "focus-key")))
-
-    covariance_graphs = ("cov-forms", "cov-dh", "cov-split", "cov-top")
-
-    @app.callback(*[Output(g, "figure") for g in covariance_graphs], Input("focus-key", "data"),
-                  Input("smoothing", "value"), *zoom_states(*covariance_graphs))
-    def covariance(key, smoothing, *relayouts):
-        figures = panels.covariance_figures(store, _first(key), float(smoothing or 0.0))
-        return _zoomed(figures, relayouts, _refreshing(key, "focus-key"))
-
-    diversity_graphs = ("div-zero-std", "div-pass-k", "div-distinct", "div-length", "div-ess", "div-kl")
-
-    @app.callback(*[Output(g, "figure") for g in diversity_graphs], Input("focus-key", "data"),
-                  Input("smoothing", "value"), *zoom_states(*diversity_graphs))
-    def diversity(key, smoothing, *relayouts):
-        figures = panels.diversity_figures(store, _first(key), float(smoothing or 0.0))
-        return _zoomed(figures, relayouts, _refreshing(key, "focus-key"))
 
     @app.callback(Output("token-step", "options"), Output("token-step", "value"), Input("token-key", "data"),
                   State("token-step", "value"))

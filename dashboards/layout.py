@@ -1,14 +1,16 @@
 """The page layout, built from small functions: one per page and one per panel.
 
 Why: each function returns a plain Dash component tree with stable ids that the callbacks
-(callbacks.py) target; the layout is built per page load (``serve_layout``), so a browser that
-opens the page sees the runs that exist now, and nothing is created at import time.
+(callbacks.py) target; the run view's panels and their ids are declared once, in run_view.py,
+and drawn here from that declaration. The layout is built per page load (``app_layout``, called
+by the app's layout function), and nothing is created at import time.
 """
 
 from __future__ import annotations
 
 from dash import dash_table, dcc, html
 
+from entropymon_dashboard.run_view import RUN_PANELS
 from entropymon_dashboard.runs_table import COLUMNS
 
 GRAPH_CONFIG = {"displaylogo": False}
@@ -23,13 +25,19 @@ def section(title: str, note: str, children) -> html.Section:
                         className="section")
 
 
-def runs_page(initial_selected: list[int]) -> html.Div:
+def panel_section(declared) -> html.Section:
+    """A ``run_view.Section``: its header (if any), then one graph per id."""
+    header = [declared.header()] if declared.header is not None else []
+    return section(declared.title, declared.note, [*header, *(graph(g) for g in declared.graphs)])
+
+
+def runs_page() -> html.Div:
     table = dash_table.DataTable(
         id="runs-table",
         columns=[{"name": label, "id": key} for key, label, _ in COLUMNS],
         data=[],
         row_selectable="multi",
-        selected_rows=initial_selected,
+        selected_rows=[],  # the first poll selects the first run
         sort_action="native",
         filter_action="native",
         page_action="none",
@@ -65,30 +73,9 @@ def run_controls() -> html.Div:
     ], className="controls")
 
 
-def law_section() -> html.Section:
-    return section("Law fit: R = -a·e^H + b", "The ceiling at H = 0 is b - a; the early fit uses the first 15% of "
-                   "steps (more when that holds too few points) and is scored on the rest against naive forecasts.", [
-                       html.Div([html.Div(id="law-verdict", className="verdict"),
-                                 html.P(id="law-held-out", className="note")], className="full"),
-                       graph("law-scatter"), graph("law-prediction"), graph("law-ceiling"),
-                   ])
-
-
-def run_page() -> html.Div:
-    return html.Div([
-        run_controls(),
-        section("Curves", "Selected runs overlaid; faint lines are the raw values behind the smoothed ones.",
-                [graph("entropy-curves"), graph("performance-curves")]),
-        section("Entropy distribution", "Per-step token-entropy histogram, quantiles and the share of forking "
-                "tokens (entropy > 0.672 nats).", [graph("entropy-heatmap"), graph("entropy-quantiles"),
-                                                   graph("forking-share")]),
-        law_section(),
-        section("Covariance", "Entropy falls while Cov(log π, A) stays positive; positive-advantage tokens drive it.",
-                [graph("cov-forms"), graph("cov-dh"), graph("cov-split"), graph("cov-top")]),
-        section("Diversity", "Collapse shows as zero-spread groups, pass@k meeting pass@1, repeated answers.",
-                [graph("div-zero-std"), graph("div-pass-k"), graph("div-distinct"), graph("div-length")]),
-        section("Off-policy and KL", "Shown when logged.", [graph("div-ess"), graph("div-kl")]),
-    ], className="page")
+def run_page(panels=RUN_PANELS) -> html.Div:
+    return html.Div([run_controls(), *(panel_section(s) for panel in panels for s in panel.sections)],
+                    className="page")
 
 
 def tokens_page() -> html.Div:
@@ -123,7 +110,7 @@ def tokens_page() -> html.Div:
     ], className="page")
 
 
-def app_layout(logdir_label: str, initial_selected: list[int], poll_ms: int) -> html.Div:
+def app_layout(logdir_label: str, poll_ms: int) -> html.Div:
     return html.Div([
         html.Header([html.H1("entropymon"), html.Span(logdir_label, className="logdir")]),
         dcc.Store(id="selected-runs", data=None),
@@ -131,7 +118,7 @@ def app_layout(logdir_label: str, initial_selected: list[int], poll_ms: int) -> 
         dcc.Store(id="curves-key"), dcc.Store(id="focus-key"), dcc.Store(id="token-key"),
         dcc.Interval(id="poll", interval=poll_ms, n_intervals=0),
         dcc.Tabs(id="tabs", value="runs", children=[
-            dcc.Tab(label="Runs", value="runs", children=runs_page(initial_selected)),
+            dcc.Tab(label="Runs", value="runs", children=runs_page()),
             dcc.Tab(label="Run view", value="run", children=run_page()),
             dcc.Tab(label="Tokens", value="tokens", children=tokens_page()),
         ]),

@@ -16,30 +16,31 @@ from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.forecast import forecast_ceiling
 from entropymon.analysis.prediction import ceiling_curve, early_prediction
 from entropymon.errors import EntropymonError
-from entropymon.log.reader import read_table
-from entropymon_dashboard import fig_covariance, fig_diversity
-from entropymon_dashboard.fig_curves import (
+from entropymon.figures import covariance as fig_covariance
+from entropymon.figures import diversity as fig_diversity
+from entropymon.figures.curves import (
     length_figure,
     lines_figure,
-    pass_at_k_columns,
     pass_at_k_figure,
     quantile_bands_figure,
     runs_figure,
 )
-from entropymon_dashboard.fig_distribution import entropy_heatmap_figure
-from entropymon_dashboard.fig_law import (
+from entropymon.figures.distribution import entropy_heatmap_figure
+from entropymon.figures.law import (
     ceiling_curve_figure,
     held_out_text,
     law_scatter_figure,
     prediction_figure,
     verdict_text,
 )
-from entropymon_dashboard.figstyle import empty_figure
+from entropymon.figures.style import empty_figure
+from entropymon.log.reader import read_table
+from entropymon.registry import ENTROPY_COLUMNS, ENTROPY_ESTIMATES, PERFORMANCE_COLUMNS, pass_at_k_columns
 from entropymon_dashboard.store import RunState, RunStore
 from entropymon_dashboard.tokens_view import completions_view, filter_samples, forking_tokens, visible_whitespace
 
-ENTROPY_COLUMNS = ("entropy_mean", "entropy_seq_mean", "surprisal_mean", "trl/entropy", "entropy_p50")
-PERFORMANCE_COLUMNS = ("eval_accuracy", "reward_mean", "trl/reward")
+# what the Entropy dropdown offers: the entropies, their estimates, and the median token entropy
+ENTROPY_CHOICES = (*ENTROPY_COLUMNS, *ENTROPY_ESTIMATES, "entropy_p50")
 LAW_BOOTSTRAP = 1000
 EARLY_FRACTIONS = (0.15, 0.25, 0.4, 0.5)  # the paper's 15% first; more when that holds too few points
 
@@ -79,7 +80,7 @@ def metric_options(store: RunStore, run_ids) -> tuple[list[str], list[str]]:
     present = set()
     for state in _states(store, run_ids):
         present.update(map(str, state.step_metrics.columns))
-    entropy = [c for c in ENTROPY_COLUMNS if c in present]
+    entropy = [c for c in ENTROPY_CHOICES if c in present]
     performance = [c for c in PERFORMANCE_COLUMNS if c in present] + pass_at_k_columns(present)
     return entropy, performance
 

@@ -8,6 +8,8 @@ per run version; a run that cannot be read or has no steps still gets a row sayi
 from __future__ import annotations
 
 from entropymon.analysis.summary import summarize_run
+from entropymon.display import BROKEN, run_status as status_word
+from entropymon.display import status_label, trust_word
 from entropymon_dashboard.store import RunState, RunStore
 
 COLUMNS = (
@@ -30,11 +32,10 @@ def _rounded(value, digits: int = 4):
 
 
 def run_status(state: RunState) -> str:
+    """The status word of ``entropymon list`` (``display.run_status``), as the table labels it."""
     if state.error or state.run is None:
-        return "broken"
-    if state.is_live:
-        return "live"
-    return str(state.run.meta.get("status", "unknown")).replace("closed", "finished")
+        return BROKEN
+    return status_label(status_word(state.run.meta.get("status"), state.is_live))
 
 
 def _summary(state: RunState) -> dict:
@@ -65,7 +66,7 @@ def run_row(store: RunStore, run_id: str) -> dict:
         "reward": _rounded(reward),
         "accuracy": _rounded(accuracy),
         "ceiling": _rounded(summary.get("ceiling")),
-        "trust": "yes" if trusted else "no",
+        "trust": trust_word(trusted),
         "trust_reason": summary.get("reason", ""),
         "alerts": len(summary.get("alerts", [])),
     }

@@ -119,6 +119,21 @@ TOKEN_COLUMNS: dict[str, MetricInfo] = {n: MetricInfo(n, d, u, "tokens", "first"
 PATTERNS = [(re.compile(p + r"\Z"), d, u, m) for p, d, u, m in _PATTERNS]
 KEY_COLUMNS = ("step", "rank")
 
+# The part a column plays, in the order a choice prefers it: every layer (analysis, CLI, report,
+# dashboard) reads these lists, so "which columns are an entropy" has one answer.
+ENTROPY_COLUMNS = ("entropy_mean", "entropy_seq_mean", "trl/entropy")  # policy entropy (nats)
+ENTROPY_ESTIMATES = ("surprisal_mean",)  # estimates of it when logits were not available
+PERFORMANCE_COLUMNS = ("eval_accuracy", "reward_mean", "trl/reward")  # held-out first, then proxies
+COVARIANCE_LABELS = {"cov_logp_adv": "Cov(log π, A)", "cov_logp_piadv": "Cov(log π, π·A)"}
+COVARIANCE_FORMS = tuple(COVARIANCE_LABELS)
+PASS_AT_K = re.compile(r"pass_at_(\d+)\Z")
+
+
+def pass_at_k_columns(columns) -> list[str]:
+    """The ``pass_at_<k>`` names among ``columns``, sorted by k."""
+    found = [(int(m.group(1)), str(c)) for c in columns if (m := PASS_AT_K.match(str(c)))]
+    return [c for _, c in sorted(found)]
+
 
 def describe_metric(name: str) -> MetricInfo | None:
     """The registry entry for a steps-table column name, or None when it is not registered."""

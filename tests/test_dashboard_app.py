@@ -19,7 +19,7 @@ from entropymon_dashboard import create_app, panels, serve
 from entropymon_dashboard.catalog import RunCatalog
 from entropymon_dashboard.runs_table import runs_rows
 from entropymon_dashboard.store import RunStore, run_version
-from entropymon_dashboard.synthetic import write_synthetic_run
+from synthetic import write_synthetic_run
 
 REPO = Path(__file__).resolve().parents[1]
 

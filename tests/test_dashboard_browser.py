@@ -13,8 +13,8 @@ import pytest
 
 from entropymon import forecast_ceiling, read_run
 from entropymon_dashboard import serve
-from entropymon_dashboard.fig_law import verdict_text
-from entropymon_dashboard.synthetic import write_synthetic_run
+from entropymon.figures.law import verdict_text
+from synthetic import write_synthetic_run
 
 pytestmark = pytest.mark.browser
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entropymon.report import figures
+from entropymon.figures import overlays as figures
 from entropymon.report.html import analyse_run, render_report, write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

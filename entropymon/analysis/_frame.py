@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from entropymon.errors import AnalysisError, InputError
+from entropymon.registry import ENTROPY_COLUMNS, ENTROPY_ESTIMATES, PERFORMANCE_COLUMNS
 
 # Which performance column "auto" picks, in order: held-out accuracy is the law's true R; the
 # training reward mean is a proxy; TRL's own logged reward is the fallback for imported runs.
-PERFORMANCE_PREFERENCE = ("eval_accuracy", "reward_mean", "trl/reward")
+PERFORMANCE_PREFERENCE = PERFORMANCE_COLUMNS
 # Entropy aggregates a run may carry, in the order sensitivity checks try them.
-ENTROPY_AGGREGATES = ("entropy_mean", "entropy_seq_mean", "trl/entropy", "surprisal_mean")
+ENTROPY_AGGREGATES = (*ENTROPY_COLUMNS, *ENTROPY_ESTIMATES)
 MIN_EVAL_POINTS = 3
 
 

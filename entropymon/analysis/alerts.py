@@ -14,7 +14,6 @@ of its parameters.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from numbers import Real
 from typing import Callable
@@ -25,10 +24,9 @@ import pandas as pd
 from entropymon.analysis._frame import column_values, finite_count, json_float, step_frame
 from entropymon.analysis.forecast import forecast_ceiling
 from entropymon.analysis.regimes import detect_regime_exit
+from entropymon.display import SEVERITIES
 from entropymon.errors import AnalysisError, InputError
-
-SEVERITIES = ("info", "warning", "critical")
-_ENTROPY_COLUMNS = ("entropy_mean", "entropy_seq_mean", "trl/entropy")
+from entropymon.registry import ENTROPY_COLUMNS, pass_at_k_columns
 
 
 @dataclass(frozen=True)
@@ -154,7 +152,7 @@ def _fall_below_start(values, smoothed, p: dict):
 
 
 def _entropy_collapse(ctx: _Context, p: dict) -> Alert | None:
-    column = next((c for c in (ctx.entropy, *_ENTROPY_COLUMNS) if finite_count(ctx.frame, c) > p["start_points"]), None)
+    column = next((c for c in (ctx.entropy, *ENTROPY_COLUMNS) if finite_count(ctx.frame, c) > p["start_points"]), None)
     if column is None:
         return None
     steps, values, smoothed = _series(ctx.frame, column, p["window"])
@@ -209,7 +207,7 @@ def _ess_low(ctx: _Context, p: dict) -> Alert | None:
 
 
 def _pass_at_k_converging(ctx: _Context, p: dict) -> Alert | None:
-    ks = sorted(int(m.group(1)) for c in ctx.frame.columns if (m := re.fullmatch(r"pass_at_(\d+)", str(c))))
+    ks = [int(c[len("pass_at_"):]) for c in pass_at_k_columns(ctx.frame.columns)]
     ks = [k for k in ks if k > 1 and finite_count(ctx.frame, f"pass_at_{k}") > 0]
     if not ks or finite_count(ctx.frame, "pass_at_1") == 0:
         return None

@@ -15,12 +15,13 @@ import typer
 from rich.table import Table
 
 from entropymon.cli import output
+from entropymon.display import SEVERITIES, trust_word
 from entropymon.cli.options import open_run, parse_bounds, parse_rules, parse_smoothing, parse_thresholds, parse_warmup
 
 # ``entropymon check`` exit codes (documented in its help and the README)
 EXIT_HEALTHY = 0
 EXIT_ALERT = 3
-FAIL_LEVELS = ("info", "warning", "critical")
+FAIL_LEVELS = SEVERITIES
 
 RunsArg = Annotated[list[Path], typer.Argument(help="Run folders (each holds a run.json).", metavar="RUN", show_default=False)]
 RunArg = Annotated[Path, typer.Argument(help="A run folder (holds a run.json).", metavar="RUN", show_default=False)]
@@ -66,7 +67,7 @@ def summary(
             f"{item['performance_column'] or '-'}: {output.change(item['performance_start'], item['performance_end'])}",
             f"{output.number(item['ceiling'])} {output.interval(item['ceiling_ci'])}",
             output.number(item.get("skill"), 2),
-            "yes" if item["trustworthy"] else "no",
+            trust_word(item["trustworthy"]),
             str(len(item["alerts"])),
         )
     output.stdout.print(table)

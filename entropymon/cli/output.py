@@ -1,8 +1,9 @@
 """How the CLI talks: rich tables on stdout, JSON for machines, one-line warnings on stderr.
 
-Why a module of its own: every command prints numbers, intervals and verdicts the same way, and
-``--json`` output must be valid JSON whatever the analysis returns (NaN becomes null). Nothing
-here imports pandas or the analysis, so ``entropymon --help`` stays fast.
+Why a module of its own: every command prints the same way, and ``--json`` output must be valid
+JSON whatever the analysis returns (NaN becomes null). Numbers, intervals and verdicts are
+written by ``entropymon.display``, as in the report and the dashboard. Nothing here imports
+pandas or the analysis, so ``entropymon --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ import sys
 from collections.abc import Mapping
 
 from rich.console import Console
+
+from entropymon.display import change, interval, number, verdict
+
+__all__ = ["stdout", "stderr", "one_line", "print_error", "show_warning", "jsonable", "print_json",
+           "number", "interval", "change", "verdict"]
 
 # piped output (CI logs, tests) gets room for tables instead of rich's 80-column default
 stdout = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 140)
@@ -50,27 +56,3 @@ def jsonable(value):
 def print_json(value) -> None:
     sys.stdout.write(json.dumps(jsonable(value), indent=2, allow_nan=False, default=str) + "\n")
 
-
-def number(value, digits: int = 3) -> str:
-    """A float to ``digits`` significant digits; "-" when missing."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}g}"
-
-
-def interval(pair, digits: int = 3) -> str:
-    if not pair or any(v is None for v in pair):
-        return ""
-    return f"[{number(pair[0], digits)}, {number(pair[1], digits)}]"
-
-
-def change(start, end) -> str:
-    """``start → end``."""
-    return f"{number(start)} → {number(end)}"
-
-
-def verdict(trustworthy: bool, reason: str) -> str:
-    """The trust verdict in plain words, reason included."""
-    if trustworthy:
-        return f"trust this ceiling: {reason}"
-    return f"do not trust this ceiling: {reason}"

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from entropymon.cli import output
 from entropymon.cli.options import open_run
+from entropymon.display import run_status
 
 IMPORT_KINDS = ("trl", "tensorboard", "verl", "csv")
 DEFAULT_LOGDIR = Path("runs")
@@ -60,10 +61,7 @@ def list_command(
 
 def _status(run) -> str:
     """live / closed / terminated / stopped (a run marked running whose writer is gone)."""
-    status = run.meta.get("status", "unknown")
-    if status == "running":
-        return "live" if run.is_live else "stopped (no writer)"
-    return str(status)
+    return run_status(run.meta.get("status"), run.is_live)
 
 
 def _short_time(iso: str | None) -> str:

@@ -4,7 +4,8 @@ Why self-contained: reports get mailed, archived and opened on machines without 
 plotly.js is inlined once (with the first figure) and every other figure reuses it; no CDN link,
 no external stylesheet. The numbers and verdicts come from ``entropymon.analysis`` (the same
 ``summarize_run`` the CLI prints, ``forecast_ceiling`` for the fitted points, ``entropy_dynamics``)
-and the figures from the pure builders in ``report.figures``. A part a run cannot support (no
+and the figures from the pure builders in ``entropymon.figures.overlays``, numbers and verdicts
+in the words of ``entropymon.display`` (as the CLI and the dashboard write them). A part a run cannot support (no
 covariance logged, too few points for a fit) is reported in words, never as a crash.
 """
 
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from entropymon import display
 from entropymon._version import __version__
 from entropymon.errors import AnalysisError, InputError
-from entropymon.report import figures
+from entropymon.figures import overlays as figures
+from entropymon.registry import COVARIANCE_LABELS
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -153,16 +156,8 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _num(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    return f"{value:.{digits}g}"
-
-
-def _interval(pair) -> str:
-    if not pair or any(v is None for v in pair):
-        return ""
-    return f"[{_num(pair[0])}, {_num(pair[1])}]"
+_num = display.number
+_interval = display.interval
 
 
 def _summary_table(analyses: list[RunAnalysis]) -> str:
@@ -176,7 +171,7 @@ def _summary_table(analyses: list[RunAnalysis]) -> str:
             f"<td>{_e(s.get('performance_column') or '-')}: {_num(s.get('performance_start'))} → "
             f"{_num(s.get('performance_end'))}</td>"
             f"<td>{_num(s.get('ceiling'))} {_interval(s.get('ceiling_ci'))}</td><td>{_num(s.get('skill'), 2)}</td>"
-            f"<td>{'yes' if s.get('trustworthy') else 'no'}</td><td>{len(s.get('alerts') or [])}</td></tr>"
+            f"<td>{display.trust_word(s.get('trustworthy'))}</td><td>{len(s.get('alerts') or [])}</td></tr>"
         )
     rows.append("</table>")
     return "\n".join(rows)
@@ -185,9 +180,8 @@ def _summary_table(analyses: list[RunAnalysis]) -> str:
 def _verdict_block(a: RunAnalysis) -> str:
     s = a.summary
     trusted = bool(s.get("trustworthy"))
-    verdict = "Trust this ceiling" if trusted else "Do not trust this ceiling"
-    parts = [f"<div class='verdict {'trusted' if trusted else 'untrusted'}'><b>{_e(a.name)}</b>: {verdict}: "
-             f"{_e(s.get('reason', ''))}"]
+    parts = [f"<div class='verdict {'trusted' if trusted else 'untrusted'}'><b>{_e(a.name)}</b>: "
+             f"{_e(display.verdict(trusted, s.get('reason', ''), sentence=True))}"]
     backtest = (s.get("forecast") or {}).get("backtest") or {}
     baselines = backtest.get("recent_baseline_rmse") or {}
     if baselines:
@@ -211,7 +205,7 @@ def _dynamics_table(analyses: list[RunAnalysis]) -> str:
     for a in analyses:
         fits = ((a.summary.get("dynamics") or {}).get("fits")) or {}
         for form, fit in fits.items():
-            rows.append(f"<tr><td>{_e(a.name)}</td><td>{_e(figures.COVARIANCE_LABELS.get(form, form))}</td>"
+            rows.append(f"<tr><td>{_e(a.name)}</td><td>{_e(COVARIANCE_LABELS.get(form, form))}</td>"
                         f"<td>{fit.get('n')}</td><td>{_num(fit.get('pearson_r'))}</td>"
                         f"<td>{_num(fit.get('spearman_rho'))}</td><td>{_num(fit.get('eta_eff'))}</td></tr>")
         if a.dynamics_error:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from entropymon_dashboard.downsample import DEFAULT_MAX_POINTS
-from entropymon_dashboard.fig_curves import lines_figure
+from entropymon.figures.curves import lines_figure
+from entropymon.figures.downsample import DEFAULT_MAX_POINTS
 
 
 def zero_std_figure(frame: pd.DataFrame, *, smoothing: float = 0.0, uirevision=None,

@@ -1,10 +1,12 @@
-"""Plotly figures of the static report: pure functions, DataFrames in, a Figure out.
+"""Figures that overlay several runs on one chart (the static report's): pure functions,
+DataFrames in, a Figure out.
 
 Why pure: the report (and anyone in a notebook) builds the same figures from the same tables,
 and a test checks each figure's traces against the numbers it was given without a browser.
 Every builder takes one entry per run (``{run name: table}``) and overlays the runs, one colour
-per run, in the order given. A figure whose columns no run has says so in its title instead of
-drawing empty axes.
+per run, in the order given, with the dashboard's colours, template and legend
+(``figures.style``). A figure whose columns no run has says so in its title instead of drawing
+empty axes.
 """
 
 from __future__ import annotations
@@ -14,17 +16,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-PALETTE = qualitative.Plotly
-PASS_AT_K_PREFIX = "pass_at_"
-COVARIANCE_LABELS = {"cov_logp_adv": "Cov(log π, A)", "cov_logp_piadv": "Cov(log π, π·A)"}
-
-
-def run_colors(names) -> dict[str, str]:
-    """A stable colour per run name, in the order given."""
-    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+from entropymon.display import run_colors
+from entropymon.figures.style import LEGEND, light_template
+from entropymon.registry import COVARIANCE_LABELS, PASS_AT_K, pass_at_k_columns
 
 
 def _has(frame: pd.DataFrame, column: str) -> bool:
@@ -43,7 +39,9 @@ def _line(frame: pd.DataFrame, column: str, *, name: str, color: str, dash: str 
     )
 
 
-def _note_if_empty(figure: go.Figure, drawn: int, what: str) -> go.Figure:
+def _finish(figure: go.Figure, drawn: int, what: str) -> go.Figure:
+    """The shared look; with nothing drawn, the title says so."""
+    figure.update_layout(template=light_template(), legend=LEGEND)
     if drawn == 0:
         figure.update_layout(title=f"{what}: not logged in these runs")
     return figure
@@ -67,7 +65,7 @@ def curves_figure(frames: Mapping[str, pd.DataFrame], performance: Mapping[str, 
             drawn += 1
     figure.update_xaxes(title_text="step", row=2, col=1)
     figure.update_layout(height=560, margin={"t": 60})
-    return _note_if_empty(figure, drawn, "entropy and performance")
+    return _finish(figure, drawn, "entropy and performance")
 
 
 def law_figure(points: Mapping[str, pd.DataFrame], laws: Mapping[str, Mapping]) -> go.Figure:
@@ -107,7 +105,7 @@ def law_figure(points: Mapping[str, pd.DataFrame], laws: Mapping[str, Mapping]) 
         ))
     figure.update_layout(title="the law R = -a·e^H + b and its ceiling at H = 0", height=480,
                          xaxis_title="entropy H (nats)", yaxis_title="performance R")
-    return _note_if_empty(figure, len(points), "law fit")
+    return _finish(figure, len(points), "law fit")
 
 
 def covariance_figure(frames: Mapping[str, pd.DataFrame], forms=tuple(COVARIANCE_LABELS)) -> go.Figure:
@@ -124,7 +122,7 @@ def covariance_figure(frames: Mapping[str, pd.DataFrame], forms=tuple(COVARIANCE
     figure.add_hline(y=0.0, line={"color": "grey", "width": 1})
     figure.update_layout(title="covariance of log-probability and advantage (positive drives entropy down)",
                          height=420, xaxis_title="step", yaxis_title="nats")
-    return _note_if_empty(figure, drawn, "covariance")
+    return _finish(figure, drawn, "covariance")
 
 
 def dynamics_figure(tables: Mapping[str, pd.DataFrame], etas: Mapping[str, Mapping[str, float]]) -> go.Figure:
@@ -155,13 +153,7 @@ def dynamics_figure(tables: Mapping[str, pd.DataFrame], etas: Mapping[str, Mappi
                                     name="predicted = observed"))
     figure.update_layout(title="entropy change per step: predicted from the covariance vs observed", height=440,
                          xaxis_title="predicted ΔH = -η_eff·Cov (nats/step)", yaxis_title="observed ΔH (nats/step)")
-    return _note_if_empty(figure, len(extent), "entropy dynamics")
-
-
-def pass_at_k_columns(frame: pd.DataFrame) -> list[str]:
-    """The run's ``pass_at_<k>`` columns with values, by k."""
-    columns = [c for c in frame.columns if c.startswith(PASS_AT_K_PREFIX) and c[len(PASS_AT_K_PREFIX):].isdigit()]
-    return sorted((c for c in columns if _has(frame, c)), key=lambda c: int(c[len(PASS_AT_K_PREFIX):]))
+    return _finish(figure, len(extent), "entropy dynamics")
 
 
 def diversity_figure(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
@@ -176,8 +168,8 @@ def diversity_figure(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
         if _has(frame, "zero_std_group_frac"):
             figure.add_trace(_line(frame, "zero_std_group_frac", name=name, color=color), row=1, col=1)
             drawn += 1
-        for column in pass_at_k_columns(frame):
-            k = int(column[len(PASS_AT_K_PREFIX):])
+        for column in (c for c in pass_at_k_columns(frame.columns) if _has(frame, c)):
+            k = int(PASS_AT_K.match(column).group(1))
             figure.add_trace(_line(frame, column, name=f"{name}: pass@{k}", color=color,
                                    dash="solid" if k == 1 else "dash", legendgroup=name), row=2, col=1)
             drawn += 1
@@ -187,4 +179,4 @@ def diversity_figure(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
             drawn += 1
     figure.update_xaxes(title_text="step", row=3, col=1)
     figure.update_layout(height=720, margin={"t": 60})
-    return _note_if_empty(figure, drawn, "diversity")
+    return _finish(figure, drawn, "diversity")

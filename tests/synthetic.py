@@ -1,5 +1,5 @@
-"""A realistic synthetic run written with the real writer: for tests, the benchmark and demos
-of the dashboard without a trainer.
+"""A test fixture: a realistic synthetic run written with the real writer, for the dashboard tests,
+the dashboard benchmark and trying the dashboard without a trainer (not shipped in the package).
 
 Why: the dashboard must be exercised on logs shaped like a collapsing GRPO run - entropy
 falling, reward rising along R = -a*e^H + b, zero-spread groups growing, completions with text

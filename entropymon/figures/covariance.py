@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from entropymon_dashboard.downsample import DEFAULT_MAX_POINTS, minmax_indices
-from entropymon_dashboard.fig_curves import lines_figure
-from entropymon_dashboard.figstyle import empty_figure, run_color, scatter_class, styled
-
-COVARIANCE_FORMS = ("cov_logp_adv", "cov_logp_piadv")
+from entropymon.display import run_color
+from entropymon.figures.curves import lines_figure
+from entropymon.figures.downsample import DEFAULT_MAX_POINTS, minmax_indices
+from entropymon.figures.style import empty_figure, scatter_class, styled
+from entropymon.registry import COVARIANCE_FORMS
 ADVANTAGE_SPLIT = ("cov_sum_pos_adv", "cov_sum_neg_adv")
 TOP_SHARES = ("cov_top_0_2pct_share", "cov_top_0_02pct_share")
 

@@ -1,22 +1,28 @@
-"""The look shared by every figure, and the figure shown when there is nothing to draw.
+"""The look shared by every figure (report and dashboard), labels from the metric registry, and
+the figure shown when there is nothing to draw.
 
-Why: one place decides margins, fonts and the ``uirevision`` that keeps a user's zoom through
-live refreshes; an empty or missing series becomes a figure that says so in words instead of a
-blank axis.
+Why: one place decides margins, fonts, colours (``entropymon.display.RUN_COLORS``), the legend
+and the ``uirevision`` that keeps a user's zoom through live refreshes; axis labels and hover
+text come from the registry, the one place a metric is described, instead of a copy that would
+drift; an empty or missing series becomes a figure that says so in words instead of a blank axis.
 """
 
 from __future__ import annotations
 
+import html
 from functools import lru_cache
 
 import numpy as np
 import plotly.graph_objects as go
 
+from entropymon.display import RUN_COLORS
+from entropymon.registry import SAMPLE_COLUMNS, TOKEN_COLUMNS, describe_metric
+
 # Above this many points a trace is drawn with WebGL (Scattergl) instead of SVG.
 WEBGL_MIN_POINTS = 1000
 GRID_COLOR = "#EBF0F8"
 TEXT_COLOR = "#2a3f5f"
-RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+LEGEND = {"orientation": "h", "y": -0.22, "x": 0}
 
 
 @lru_cache(maxsize=1)
@@ -37,10 +43,6 @@ def light_template() -> go.layout.Template:
     })
 
 
-def run_color(index: int) -> str:
-    return RUN_COLORS[index % len(RUN_COLORS)]
-
-
 def styled(fig: go.Figure, title: str, *, uirevision=None, x_title: str = "step", y_title: str = "",
            height: int = 320) -> go.Figure:
     """Apply the shared layout. ``uirevision``: while it stays equal, plotly keeps the user's
@@ -50,7 +52,7 @@ def styled(fig: go.Figure, title: str, *, uirevision=None, x_title: str = "step"
         margin={"l": 56, "r": 16, "t": 40, "b": 44},
         height=height,
         template=light_template(),
-        legend={"orientation": "h", "y": -0.22, "x": 0},
+        legend=LEGEND,
         uirevision=uirevision if uirevision is not None else title,
         hovermode="closest",
     )
@@ -87,3 +89,29 @@ def finite_xy(x, y) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y, dtype=np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
     return x[keep], y[keep]
+
+
+def metric_info(name: str, table: str = "steps"):
+    if table == "samples":
+        return SAMPLE_COLUMNS.get(name)
+    if table == "tokens":
+        return TOKEN_COLUMNS.get(name)
+    return describe_metric(name)
+
+
+def metric_label(name: str, table: str = "steps") -> str:
+    """``name`` with its unit, e.g. "entropy_mean (nats)"."""
+    info = metric_info(name, table)
+    return f"{name} ({info.unit})" if info is not None and info.unit else name
+
+
+def metric_description(name: str, table: str = "steps") -> str:
+    """The registry's one-line description, or a plain note for an unregistered column."""
+    info = metric_info(name, table)
+    return info.description if info is not None else f"{name} (not described in the metric registry)"
+
+
+def hover_template(name: str, x_label: str = "step", table: str = "steps") -> str:
+    """A plotly hovertemplate: the value, the step and the metric's description."""
+    description = html.escape(metric_description(name, table), quote=False)
+    return f"<b>{name}</b> %{{y:.4g}}<br>{x_label} %{{x}}<br><i>{description}</i><extra>%{{fullData.name}}</extra>"

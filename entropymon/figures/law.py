@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from entropymon_dashboard.downsample import minmax_indices
-from entropymon_dashboard.figstyle import empty_figure, run_color, scatter_class, styled
+from entropymon.display import run_color
+from entropymon.figures.downsample import minmax_indices
+from entropymon.figures.style import empty_figure, scatter_class, styled
 
 NOT_PREDICTIVE = "The law does not predict this run yet"
 CURVE_POINTS = 200

@@ -4,22 +4,36 @@ Why: most panels of the run view are "these columns against step"; building them
 (DataFrame in, Figure out), keeps the callbacks thin and lets tests check the drawn numbers
 without a browser. Every series is smoothed (when asked) on the full run and then thinned with
 min/max decimation, so spikes survive and at most ``max_points`` points per trace are sent.
+
+Smoothing is given as the display weight of the dashboard's slider (TensorBoard's convention:
+0 = raw, 0.9 = very smooth); ``ema`` turns it into the analysis's one smoothing,
+``entropymon.analysis._frame.smooth`` with alpha = 1 - weight (causal, NaN skipped), so the curves
+and the law fits smooth the same way.
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from entropymon_dashboard.downsample import DEFAULT_MAX_POINTS, minmax_indices
-from entropymon_dashboard.figstyle import empty_figure, finite_xy, run_color, scatter_class, styled
-from entropymon_dashboard.labels import hover_template, metric_label
-from entropymon_dashboard.smoothing import ema
+from entropymon.analysis._frame import smooth
+from entropymon.display import run_color
+from entropymon.errors import InputError
+from entropymon.figures.downsample import DEFAULT_MAX_POINTS, minmax_indices
+from entropymon.figures.style import empty_figure, finite_xy, hover_template, metric_label, scatter_class, styled
+from entropymon.registry import pass_at_k_columns
 
-PASS_AT_K = re.compile(r"pass_at_(\d+)\Z")
+
+def ema(values, weight: float) -> np.ndarray:
+    """s_t = weight * s_prev + (1 - weight) * x_t over the finite entries of ``values`` (n,);
+    NaN entries stay NaN and are skipped. ``weight`` = 0 returns the values unchanged.
+
+    The display weight is 1 - the EMA alpha of ``analysis._frame.smooth``, which does the work.
+    """
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0.0 <= weight < 1.0:
+        raise InputError(f"weight: expected a smoothing weight in [0, 1), got {weight!r}")
+    return smooth(values, None if weight == 0.0 else 1.0 - float(weight))
 
 
 def series_points(frame: pd.DataFrame, column: str, *, smoothing: float = 0.0,
@@ -95,12 +109,6 @@ def quantile_bands_figure(frame: pd.DataFrame, title: str = "Token entropy quant
         _add_line(fig, frame, column, name=column.replace("entropy_", ""), color=run_color(i),
                   smoothing=0.0, max_points=max_points, dash="dot" if column == "entropy_p80" else None)
     return styled(fig, title, uirevision=uirevision, y_title="token entropy (nats)")
-
-
-def pass_at_k_columns(columns) -> list[str]:
-    """The pass_at_k columns sorted by k."""
-    found = [(int(m.group(1)), c) for c in columns if (m := PASS_AT_K.match(str(c)))]
-    return [c for _, c in sorted(found)]
 
 
 def pass_at_k_figure(frame: pd.DataFrame, title: str = "pass@k vs pass@1", *,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from entropymon_dashboard.figstyle import empty_figure, styled
+from entropymon.figures.style import empty_figure, styled
 
 DEFAULT_MAX_COLUMNS = 400
 SHARE_FLOOR = 1e-4  # shares below this are drawn as this (log scale)

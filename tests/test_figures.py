@@ -1,4 +1,4 @@
-"""The dashboard's pure figure builders, checked on hand-built DataFrames against independent
+"""The pure figure builders (``entropymon.figures``), checked on hand-built DataFrames against independent
 computations (NumPy loops, closed forms, the analysis functions themselves)."""
 
 from __future__ import annotations
@@ -16,26 +16,25 @@ from hypothesis import strategies as st
 from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.law import fit_entropy_law
 from entropymon.errors import InputError
-from entropymon.registry import describe_metric
-from entropymon_dashboard.downsample import downsample_frame, minmax_indices
-from entropymon_dashboard.fig_covariance import dh_figure
-from entropymon_dashboard.fig_curves import (
+from entropymon.figures.covariance import dh_figure
+from entropymon.figures.curves import (
+    ema,
     length_figure,
     lines_figure,
-    pass_at_k_columns,
     quantile_bands_figure,
     runs_figure,
 )
-from entropymon_dashboard.fig_distribution import bin_labels, bucket_counts, entropy_heatmap_figure
-from entropymon_dashboard.fig_law import (
+from entropymon.figures.distribution import bin_labels, bucket_counts, entropy_heatmap_figure
+from entropymon.figures.downsample import downsample_frame, minmax_indices
+from entropymon.figures.law import (
     NOT_PREDICTIVE,
     law_scatter_figure,
     padded_range,
     prediction_figure,
     verdict_text,
 )
-from entropymon_dashboard.labels import hover_template, metric_label
-from entropymon_dashboard.smoothing import ema
+from entropymon.figures.style import hover_template, metric_label
+from entropymon.registry import describe_metric, pass_at_k_columns
 from entropymon_dashboard.tokens_view import (
     MAX_ALPHA,
     completion_spans,

@@ -1,0 +1,117 @@
+"""The run view's panels, each declared once: its sections on the page, its component ids, the
+inputs its callback reads and the function that builds what it shows.
+
+Why: the page (layout.py) and its callbacks (callbacks.py) used to repeat every id, and the
+order of the figures a builder returned had to match the order of the ids by hand. Now a
+``Panel`` owns all of it: layout.py draws ``panel.sections``, callbacks.py registers one
+callback per panel from ``panel.outputs`` and ``panel.inputs``, and ``build`` returns the text
+outputs then one figure per id of ``panel.graphs``, in that order. Adding a plot is one edit:
+a graph id in a section here and its figure in the builder's result.
+
+Usage::
+
+    Panel("dynamics", sections=(Section("Dynamics", "Why entropy moves.", ("dyn-a", "dyn-b")),),
+          build=lambda store, run_id: panels.dynamics_figures(store, run_id))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from dash import Input, Output, State, html
+
+from entropymon_dashboard import panels
+
+# Which runs a panel shows, and the key store that changes when one of them does (callbacks.py).
+SELECTED, FOCUS = "selected", "focus"
+KEY_STORES = {SELECTED: "curves-key", FOCUS: "focus-key"}
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled block of the run page: a note, an optional header and graphs (dcc.Graph ids)."""
+
+    title: str
+    note: str
+    graphs: tuple[str, ...]
+    header: Callable[[], object] | None = None
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One callback's worth of the run view.
+
+    ``runs``: SELECTED (every selected run overlaid; ``build`` gets their ids) or FOCUS (the run of
+    the detail panels; ``build`` gets its id or None). ``controls``: ids of the controls whose
+    ``value`` ``build`` also gets, in order. ``texts``: (id, property) of the outputs that are not
+    figures, returned by ``build`` before the figures.
+    """
+
+    name: str
+    sections: tuple[Section, ...]
+    build: Callable[..., tuple]
+    runs: str = FOCUS
+    controls: tuple[str, ...] = ()
+    texts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return tuple(g for section in self.sections for g in section.graphs)
+
+    @property
+    def key_store(self) -> str:
+        return KEY_STORES[self.runs]
+
+    @property
+    def outputs(self) -> list[Output]:
+        return [Output(i, p) for i, p in self.texts] + [Output(g, "figure") for g in self.graphs]
+
+    @property
+    def inputs(self) -> list:
+        """The key store, the controls, then each graph's zoom (kept through a refresh)."""
+        return [Input(self.key_store, "data"), *(Input(c, "value") for c in self.controls),
+                *(State(g, "relayoutData") for g in self.graphs)]
+
+
+def _smoothing(value) -> float:
+    return float(value or 0.0)
+
+
+def _curves(store, run_ids, entropy, performance, smoothing):
+    return panels.curve_figures(store, run_ids, entropy or "entropy_mean", performance or "reward_mean",
+                                _smoothing(smoothing))
+
+
+def _law(store, run_id):
+    trusted, verdict, held_out, *figures = panels.law_panel(store, run_id)
+    return (verdict, "verdict trusted" if trusted else "verdict untrusted", held_out, *figures)
+
+
+def _law_header():
+    return html.Div([html.Div(id="law-verdict", className="verdict"), html.P(id="law-held-out", className="note")],
+                    className="full")
+
+
+RUN_PANELS = (
+    Panel("curves", (Section("Curves", "Selected runs overlaid; faint lines are the raw values behind the smoothed "
+                             "ones.", ("entropy-curves", "performance-curves")),),
+          _curves, runs=SELECTED, controls=("entropy-column", "performance-column", "smoothing")),
+    Panel("distribution", (Section("Entropy distribution", "Per-step token-entropy histogram, quantiles and the "
+                                   "share of forking tokens (entropy > 0.672 nats).",
+                                   ("entropy-heatmap", "entropy-quantiles", "forking-share")),),
+          lambda store, run_id: panels.distribution_figures(store, run_id)),
+    Panel("law", (Section("Law fit: R = -a·e^H + b", "The ceiling at H = 0 is b - a; the early fit uses the first "
+                          "15% of steps (more when that holds too few points) and is scored on the rest against "
+                          "naive forecasts.", ("law-scatter", "law-prediction", "law-ceiling"), _law_header),),
+          _law, texts=(("law-verdict", "children"), ("law-verdict", "className"), ("law-held-out", "children"))),
+    Panel("covariance", (Section("Covariance", "Entropy falls while Cov(log π, A) stays positive; positive-advantage "
+                                 "tokens drive it.", ("cov-forms", "cov-dh", "cov-split", "cov-top")),),
+          lambda store, run_id, smoothing: panels.covariance_figures(store, run_id, _smoothing(smoothing)),
+          controls=("smoothing",)),
+    Panel("diversity", (Section("Diversity", "Collapse shows as zero-spread groups, pass@k meeting pass@1, repeated "
+                                "answers.", ("div-zero-std", "div-pass-k", "div-distinct", "div-length")),
+                        Section("Off-policy and KL", "Shown when logged.", ("div-ess", "div-kl"))),
+          lambda store, run_id, smoothing: panels.diversity_figures(store, run_id, _smoothing(smoothing)),
+          controls=("smoothing",)),
+)

@@ -1,0 +1,90 @@
+"""How entropymon says things: numbers, intervals, the trust verdict, run statuses and colours.
+
+Why one module: the CLI, the HTML report and the dashboard show the same figures and verdicts;
+when each formatted them its own way, "0.873" in one was "0.87" in another and a closed run read
+"closed" here and "finished" there. Everything that turns a result into words or a colour for a
+person lives here, plain Python (no pandas, no plotly), so ``entropymon --help`` stays fast and
+every layer above the analysis can import it. The figures' look (template, margins) is in
+``entropymon.figures.style``; its colours come from ``RUN_COLORS`` here.
+"""
+
+from __future__ import annotations
+
+import math
+
+MISSING = "-"
+# One colour per run (or per series of one run), in order; plotly's D3 colours.
+RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+# Severity of an alert, mildest first (``entropymon check --fail-on`` takes one of these).
+SEVERITIES = ("info", "warning", "critical")
+# The trust verdict on a ceiling, in words; capitalised where it starts a sentence.
+VERDICT_WORDS = {True: "trust this ceiling", False: "do not trust this ceiling"}
+TRUST_WORDS = {True: "yes", False: "no"}
+# A run's status as run.json records it, and as a person reads it in the dashboard's table.
+LIVE, STOPPED, BROKEN = "live", "stopped (no writer)", "broken"
+STATUS_LABELS = {"closed": "finished"}
+
+
+def run_color(index: int) -> str:
+    """The colour of the ``index``-th run (or series); the palette repeats after 8."""
+    return RUN_COLORS[index % len(RUN_COLORS)]
+
+
+def run_colors(names) -> dict[str, str]:
+    """A stable colour per run name, in the order given."""
+    return {name: run_color(i) for i, name in enumerate(names)}
+
+
+def number(value, digits: int = 3) -> str:
+    """A number to ``digits`` significant digits; "-" when missing (None, NaN, inf)."""
+    if value is None:
+        return MISSING
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(value):
+        return MISSING
+    return f"{value:.{digits}g}"
+
+
+def interval(pair, digits: int = 3) -> str:
+    """``[low, high]``; empty when the interval is missing."""
+    if not pair or any(v is None for v in pair):
+        return ""
+    return f"[{number(pair[0], digits)}, {number(pair[1], digits)}]"
+
+
+def change(start, end) -> str:
+    """``start → end``."""
+    return f"{number(start)} → {number(end)}"
+
+
+def trust_word(trustworthy) -> str:
+    """"yes" or "no": the trust column of every table."""
+    return TRUST_WORDS[bool(trustworthy)]
+
+
+def verdict(trustworthy, reason: str, *, sentence: bool = False) -> str:
+    """The trust verdict with its reason: "do not trust this ceiling: <reason>".
+
+    ``sentence`` capitalises the first word (the report starts a paragraph with it).
+    """
+    words = VERDICT_WORDS[bool(trustworthy)]
+    if sentence:
+        words = words[0].upper() + words[1:]
+    return f"{words}: {reason}"
+
+
+def run_status(meta_status, is_live: bool) -> str:
+    """A run's status: "live" while a writer appends, "stopped (no writer)" when run.json says
+    running but no writer is alive, else run.json's own word (closed, terminated, crashed)."""
+    status = str(meta_status or "unknown")
+    if status == "running":
+        return LIVE if is_live else STOPPED
+    return status
+
+
+def status_label(status: str) -> str:
+    """The status as the dashboard's table shows it ("closed" reads "finished")."""
+    return STATUS_LABELS.get(status, status)
