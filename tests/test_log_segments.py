@@ -244,3 +244,14 @@ def test_hiding_merged_ranges_agrees_with_checking_every_pair():
             assert _inside_another(name, _outer_ranges([n for n in names if n.merged])) == brute, name
 
     check()
+
+
+def test_refresh_of_a_run_read_while_it_had_no_rows_yet(tmp_path):
+    log = RunLog(tmp_path, "r", flush_interval_s=3600)
+    run = read_run(tmp_path / "r")
+    assert run.steps.empty and run.samples.empty
+    log_child.log_one(log, 0)
+    log.flush()
+    assert run.refresh().steps["step"].tolist() == [0]
+    assert len(run.samples) == log_child.SAMPLES_PER_STEP
+    log.close()

@@ -193,7 +193,7 @@ class TableView:
         old = self._row_codes
         unique = np.unique(codes)
         at = np.searchsorted(old, unique)
-        if np.any((at < len(old)) & (old[np.minimum(at, len(old) - 1)] == unique)):
+        if len(old) and np.any((at < len(old)) & (old[np.minimum(at, len(old) - 1)] == unique)):
             return False  # a (rank, step) the frame holds already: merging rules apply, read it all
         added = new.to_pandas()
         self.previous, self.appended_steps = self.frame, np.unique(added[STEP_COLUMN].to_numpy())
