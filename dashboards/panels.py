@@ -129,8 +129,10 @@ def distribution_figures(store: RunStore, run_id):
 
 
 def covariance_figures(store: RunStore, run_id, smoothing: float = 0.0):
-    """(both covariance forms, observed vs predicted dH, split by advantage sign, top-token share)."""
-    titles = ("Covariance", "Observed vs predicted entropy change", "Σ Cov_i by advantage sign", "Top-token share")
+    """(both covariance forms, observed vs predicted dH, split by advantage sign, top-token share,
+    where the same-batch entropy change went)."""
+    titles = ("Covariance", "Observed vs predicted entropy change", "Σ Cov_i by advantage sign", "Top-token share",
+              "Where the entropy change went (same batch)")
     state, message = _single(store, run_id)
     if state is None:
         return tuple(empty_figure(message, t) for t in titles)
@@ -139,7 +141,17 @@ def covariance_figures(store: RunStore, run_id, smoothing: float = 0.0):
     return (fig_covariance.covariance_forms_figure(frame, smoothing=smoothing, uirevision=f"cov|{run_id}"),
             fig_covariance.dh_figure(dynamics, uirevision=f"dh|{run_id}"),
             fig_covariance.advantage_split_figure(frame, smoothing=smoothing, uirevision=f"split|{run_id}"),
-            fig_covariance.top_share_figure(frame, smoothing=smoothing, uirevision=f"top|{run_id}"))
+            fig_covariance.top_share_figure(frame, smoothing=smoothing, uirevision=f"top|{run_id}"),
+            fig_covariance.attribution_figure(frame, uirevision=f"attr|{run_id}"))
+
+
+def dynamics_explanation(store: RunStore, run_id) -> str:
+    """The analysis's sentence on what explains the run's entropy change (the same one summary prints)."""
+    state, message = _single(store, run_id)
+    if state is None:
+        return message
+    dynamics = store.derived(state, "dynamics", lambda s: _or_none(entropy_dynamics, state.step_metrics))
+    return dynamics.explanation if dynamics is not None else "Not enough steps with entropy and covariance to say."
 
 
 def diversity_figures(store: RunStore, run_id, smoothing: float = 0.0):

@@ -93,6 +93,15 @@ def _law_header():
                     className="full")
 
 
+def _covariance(store, run_id, smoothing):
+    return (panels.dynamics_explanation(store, run_id),
+            *panels.covariance_figures(store, run_id, _smoothing(smoothing)))
+
+
+def _dynamics_header():
+    return html.P(id="cov-explanation", className="note full")
+
+
 RUN_PANELS = (
     Panel("curves", (Section("Curves", "Selected runs overlaid; faint lines are the raw values behind the smoothed "
                              "ones.", ("entropy-curves", "performance-curves")),),
@@ -105,10 +114,11 @@ RUN_PANELS = (
                           "15% of steps (more when that holds too few points) and is scored on the rest against "
                           "naive forecasts.", ("law-scatter", "law-prediction", "law-ceiling"), _law_header),),
           _law, texts=(("law-verdict", "children"), ("law-verdict", "className"), ("law-held-out", "children"))),
-    Panel("covariance", (Section("Covariance", "Entropy falls while Cov(log π, A) stays positive; positive-advantage "
-                                 "tokens drive it.", ("cov-forms", "cov-dh", "cov-split", "cov-top")),),
-          lambda store, run_id, smoothing: panels.covariance_figures(store, run_id, _smoothing(smoothing)),
-          controls=("smoothing",)),
+    Panel("covariance", (Section("Covariance", "Entropy falls while Cov(log π, A) stays positive; the dH probe "
+                                 "(dh_probe_every) measures the change on the batch the step trained on and what "
+                                 "explains it.", ("cov-forms", "cov-dh", "cov-split", "cov-top", "cov-attribution"),
+                                 _dynamics_header),),
+          _covariance, controls=("smoothing",), texts=(("cov-explanation", "children"),)),
     Panel("diversity", (Section("Diversity", "Collapse shows as zero-spread groups, pass@k meeting pass@1, repeated "
                                 "answers.", ("div-zero-std", "div-pass-k", "div-distinct", "div-length")),
                         Section("Off-policy and KL", "Shown when logged.", ("div-ess", "div-kl"))),

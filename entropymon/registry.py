@@ -52,6 +52,20 @@ _STEP_METRICS = [
     ("cov_top_0_02pct_share", "Share of sum(Cov_i) carried by the top 0.02% of tokens by Cov_i", "fraction", "approx"),
     ("cov_top_0_2pct_share", "Share of sum(Cov_i) carried by the top 0.2% of tokens by Cov_i", "fraction", "approx"),
     ("cov_top_0_02pct_mean", "Mean Cov_i of the top 0.02% of tokens (paper's Table 1 reports 5.654 vs batch mean 0.003)", "nats", "approx"),
+    # same-batch entropy change of an optimizer step (the dH probe, every dh_probe_every steps)
+    ("dh_same_batch", "Token-mean entropy change of the optimizer step at the same sequences and positions (after minus before the update)", "nats", "stats"),
+    ("dh_same_batch_seq", "Mean over sequences of each sequence's token-mean same-batch entropy change", "nats", "stats"),
+    ("dh_pred_logit", "Token-mean first-order prediction of dh_same_batch from the logit change dz: -Cov_{a~pi}(log pi, dz) per position", "nats", "stats"),
+    ("dh_pred_token_r", "Pearson correlation, over the probed tokens of the step, of the predicted and the measured per-token entropy change", "", "stats"),
+    ("dh_sum", "Sum of the per-token same-batch entropy change over the probed tokens", "nats", "stats"),
+    ("dh_sum_pos_adv", "Sum of the per-token same-batch entropy change over tokens with positive advantage", "nats", "stats"),
+    ("dh_sum_zero_adv", "Sum of the per-token same-batch entropy change over tokens with zero advantage", "nats", "stats"),
+    ("dh_sum_neg_adv", "Sum of the per-token same-batch entropy change over tokens with negative advantage", "nats", "stats"),
+    ("dh_sum_forking", "Sum of the per-token same-batch entropy change over forking tokens (entropy before the update > 0.672 nats); the rest is dh_sum minus it", "nats", "stats"),
+    ("dh_sum_top_0_02pct_cov", "Sum of the per-token same-batch entropy change over the top 0.02% of tokens by Cov_i (KL-Cov's default set); the rest is dh_sum minus it", "nats", "approx"),
+    ("dh_sum_top_0_2pct_cov", "Sum of the per-token same-batch entropy change over the top 0.2% of tokens by Cov_i; the rest is dh_sum minus it", "nats", "approx"),
+    ("dh_entropy_before", "Token-mean entropy of the probed tokens before the update, from the probe's own forward (equals entropy_mean on the same batch)", "nats", "stats"),
+    ("dh_probe_tokens", "Tokens the dH probe measured in the step", "tokens", "stats"),
     # rewards and groups
     ("reward_mean", "Mean reward of the step's completions", "reward", "stats"),
     ("reward_std", "Standard deviation of the step's rewards", "reward", "stats"),
@@ -126,6 +140,10 @@ ENTROPY_ESTIMATES = ("surprisal_mean",)  # estimates of it when logits were not 
 PERFORMANCE_COLUMNS = ("eval_accuracy", "reward_mean", "trl/reward")  # held-out first, then proxies
 COVARIANCE_LABELS = {"cov_logp_adv": "Cov(log π, A)", "cov_logp_piadv": "Cov(log π, π·A)"}
 COVARIANCE_FORMS = tuple(COVARIANCE_LABELS)
+# what the entropy change is compared with (analysis/dynamics.py): the two forms and the logit-space prediction
+PREDICTOR_LABELS = {"dh_pred_logit": "−Cov_a~π(log π, Δz)", **COVARIANCE_LABELS}
+# dH ~ eta * sign * predictor: the covariances predict a fall when positive, the logit-space form is dH itself
+PREDICTOR_SIGN = {"cov_logp_adv": -1.0, "cov_logp_piadv": -1.0, "dh_pred_logit": 1.0}
 PASS_AT_K = re.compile(r"pass_at_(\d+)\Z")
 
 

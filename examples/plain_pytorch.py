@@ -6,7 +6,9 @@ Rewards are 0/1, 8 completions per prompt form a group, and the advantage is the
 group-normalised reward (GRPO). As the policy learns, its entropy collapses: watch
 ``entropy_mean`` fall from about log 16 = 2.77 nats while ``reward_mean`` rises, with
 ``cov_logp_adv`` positive while it learns (Cui et al.: entropy falls when that covariance is
-positive) and the completions' diversity (``distinct_2``) shrinking. About 5 s on a laptop CPU.
+positive) and the completions' diversity (``distinct_2``) shrinking. Every 5th step the dH probe
+measures the entropy change of the update on the batch it was computed from (``dh_same_batch``,
+one extra no-grad forward after ``optimizer.step()``). About 5 s on a laptop CPU.
 
     python examples/plain_pytorch.py --steps 60 --logdir runs
     entropymon summary runs/plain-pytorch
@@ -50,7 +52,7 @@ def train(steps: int, logdir: str, seed: int = 0, lr: float = 0.02) -> dict:
     answers = torch.randint(0, VOCAB, (PROMPTS,))
     prompt_ids = torch.arange(PROMPTS).repeat_interleave(GROUP_SIZE)  # (B,)
     with Monitor(logdir, run="plain-pytorch", config={"lr": lr, "seed": seed}, token_rows_every=10,
-                 decode=lambda token: f"t{token}") as monitor:
+                 decode=lambda token: f"t{token}", dh_probe_every=5) as monitor:
         for step in range(steps):
             logits = policy(prompt_ids)  # (B, T, V)
             with torch.no_grad():
@@ -65,6 +67,11 @@ def train(steps: int, logdir: str, seed: int = 0, lr: float = 0.02) -> dict:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if monitor.probe_due(step):  # the same batch after the update: where the entropy change happens
+                with torch.no_grad():
+                    after = policy(prompt_ids)  # (B, T, V)
+                monitor.observe_dh(step, logits_before=logits.detach(), logits_after=after, token_ids=tokens,
+                                   advantages=advantages)
             latest = monitor.latest_metrics()  # the previous step's metrics, for your own logger
             if latest and step % 10 == 0:
                 print(f"step {latest['step']:3d}  reward {latest.get('reward_mean', float('nan')):.2f}  "

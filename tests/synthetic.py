@@ -50,6 +50,11 @@ def step_metrics(step: int, rng: np.random.Generator, tau: float = 40.0) -> dict
         "ess_frac": float(np.clip(0.95 - 0.001 * step, 0, 1)), "kl_target_modes": 1 + 3 * np.exp(-step / tau),
         "kl_target_entropy": float(np.log(1 + 3 * np.exp(-step / tau))),
     }
+    if step % 10 == 0:  # the dH probe: same-batch change ~ the logit-space prediction, split by token class
+        dh = -0.5 * cov + rng.normal(0, 0.002)
+        metrics.update(dh_same_batch=dh, dh_same_batch_seq=dh, dh_pred_logit=-0.5 * cov, dh_probe_tokens=500.0,
+                       dh_sum=500 * dh, dh_sum_pos_adv=400 * dh, dh_sum_zero_adv=20 * dh, dh_sum_neg_adv=80 * dh,
+                       dh_sum_forking=350 * dh, dh_sum_top_0_2pct_cov=5 * dh)
     if step % 10 == 0:
         metrics["eval_accuracy"] = float(np.clip(reward - 0.05 + rng.normal(0, 0.01), 0, 1))
     try:

@@ -25,7 +25,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screensh
 TIMEOUT_MS = 45_000
 RUN_VIEW_GRAPHS = ("entropy-curves", "performance-curves", "entropy-heatmap", "entropy-quantiles", "forking-share",
                    "law-scatter", "law-prediction", "law-ceiling", "cov-forms", "cov-dh", "cov-split", "cov-top",
-                   "div-zero-std", "div-pass-k", "div-distinct", "div-length", "div-ess", "div-kl")
+                   "cov-attribution", "div-zero-std", "div-pass-k", "div-distinct", "div-length", "div-ess", "div-kl")
 
 sync_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.law import fit_entropy_law
 from entropymon.errors import InputError
-from entropymon.figures.covariance import dh_figure
+from entropymon.figures.covariance import attribution_figure, dh_figure
 from entropymon.figures.curves import (
     ema,
     length_figure,
@@ -285,6 +285,51 @@ def test_dh_figure_predicts_minus_eta_times_cov():
     eta = -(cov[:-1] @ dh) / (cov[:-1] @ cov[:-1])  # least squares through the origin
     np.testing.assert_allclose(predicted.y, -eta * cov[:-1])
     assert eta == pytest.approx(2.0, rel=0.05)
+
+
+def _probed_frame(n=40, seed=2):
+    rng = np.random.default_rng(seed)
+    pred = -np.abs(rng.normal(0.01, 0.004, n))
+    dh = pred + rng.normal(0, 1e-3, n)
+    tokens = np.full(n, 400.0)
+    return pd.DataFrame({"step": np.arange(0, 10 * n, 10), "entropy_mean": 1 + rng.normal(0, 0.05, n),
+                         "cov_logp_adv": np.abs(rng.normal(0.02, 0.01, n)), "dh_same_batch": dh,
+                         "dh_pred_logit": pred, "dh_probe_tokens": tokens, "dh_sum": dh * tokens,
+                         "dh_sum_pos_adv": 0.7 * dh * tokens, "dh_sum_zero_adv": 0.1 * dh * tokens,
+                         "dh_sum_neg_adv": 0.2 * dh * tokens, "dh_sum_forking": 0.6 * dh * tokens,
+                         "dh_sum_top_0_2pct_cov": 0.01 * dh * tokens})
+
+
+def test_dh_figure_draws_the_same_batch_change_and_eta_times_the_logit_prediction():
+    frame = _probed_frame()
+    dynamics = entropy_dynamics(frame, n_bootstrap=50)
+    fig = dh_figure(dynamics)
+    observed = fig.data[0]
+    np.testing.assert_allclose(observed.y, frame["dh_same_batch"])
+    assert "same batch" in observed.name
+    logit = next(t for t in fig.data[1:] if "Δz" in t.name)
+    x, y = frame["dh_pred_logit"].to_numpy(), frame["dh_same_batch"].to_numpy()
+    np.testing.assert_allclose(logit.y, (x @ y) / (x @ x) * x)  # +eta * prediction, eta through the origin
+
+
+def test_dh_figure_without_the_probe_names_the_naive_change_as_noise():
+    frame = _probed_frame()
+    fig = dh_figure(entropy_dynamics(frame.drop(columns=[c for c in frame.columns if c.startswith("dh_")])))
+    assert "noise" in fig.data[0].name and "naive" in fig.layout.title.text
+
+
+def test_attribution_bars_stack_to_the_same_batch_change():
+    frame = _probed_frame()
+    fig = attribution_figure(frame)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [b.name for b in bars] == ["positive-advantage tokens", "zero-advantage tokens", "negative-advantage tokens"]
+    np.testing.assert_allclose(np.sum([b.y for b in bars], axis=0), frame["dh_same_batch"])
+    np.testing.assert_allclose(bars[0].y, frame["dh_sum_pos_adv"] / frame["dh_probe_tokens"])
+    forking = next(t for t in fig.data if t.name.startswith("forking"))
+    np.testing.assert_allclose(forking.y, 0.6 * frame["dh_same_batch"])
+    assert fig.layout.barmode == "relative"
+    empty = attribution_figure(frame[["step", "entropy_mean"]])
+    assert not empty.data and "dh_probe_every" in empty.layout.annotations[0].text
 
 
 # ---- tokens ----

@@ -205,6 +205,23 @@ def test_latest_metrics_is_the_last_finished_step(tmp_path):
     assert not any(name.startswith("stat/") for name in latest)
 
 
+def test_end_step_finishes_the_step_without_waiting_for_the_next(tmp_path):
+    import time
+
+    torch.manual_seed(0)
+    policy, generator = TinyPolicy(), torch.Generator().manual_seed(8)
+    with Monitor(tmp_path, run="end-step") as mon:
+        batch = _rollout(policy, generator)
+        mon.observe(0, **batch)
+        mon.end_step()  # no flush, no step 1: the worker finishes step 0 on its own
+        deadline = time.monotonic() + 60
+        while mon.latest_metrics().get("step") != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        latest = mon.latest_metrics()
+    assert latest["step"] == 0
+    assert latest["entropy_mean"] == pytest.approx(reference_metrics(batch)["entropy_mean"], rel=1e-5)
+
+
 def test_close_writes_the_pending_step_and_every_table(tmp_path):
     torch.manual_seed(0)
     policy, generator = TinyPolicy(), torch.Generator().manual_seed(7)
@@ -308,4 +325,8 @@ def test_plain_pytorch_example_runs_and_logs_an_entropy_collapse(tmp_path):
     assert (steps.cov_logp_adv.iloc[:20] > 0).mean() > 0.8
     assert len(run.samples) == 40 * 64
     assert sorted(run.tokens.step.unique()) == [0, 10, 20, 30]
+    # the dH probe every 5th step; on this small policy the logit-space first order tracks it closely
+    probed = steps.dropna(subset=["dh_same_batch"])
+    assert list(probed.index) == list(range(0, 40, 5))
+    assert np.corrcoef(probed["dh_pred_logit"], probed["dh_same_batch"])[0, 1] > 0.9
     assert list(run.tokens.token_text) == [f"t{t}" for t in run.tokens.token_id]

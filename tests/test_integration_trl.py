@@ -19,6 +19,7 @@ from entropymon.demo.task import build_model, build_tokenizer, correctness_rewar
 from entropymon.errors import InputError, IntegrationError
 from entropymon.integrations.trl import attach
 from entropymon.integrations.trl_capture import LOGPS_METHOD
+from entropymon.integrations.trl_probe import PROBE_WARNING, TrlDhProbe
 from entropymon.log.reader import read_run
 
 STEPS = 3
@@ -50,7 +51,7 @@ def attached_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("attached")
     trainer = make_trainer(tmp_path)
     monitor = attach(trainer, logdir=str(tmp_path / "runs"), run="grpo", answer_fn=extract_answer,
-                     token_rows_every=1, token_rows_per_step=COMPLETIONS)
+                     token_rows_every=1, token_rows_per_step=COMPLETIONS, dh_probe_every=2)
     trainer.train()
     return trainer, read_run(monitor.path)
 
@@ -108,6 +109,24 @@ def test_samples_carry_texts_rewards_and_groups_as_trl_scored_them(attached_run)
                                        steps.loc[step, f"trl/rewards/{name}/mean"], rtol=1e-5)
 
 
+def probe_of(trainer) -> TrlDhProbe:
+    return next(c for c in trainer.callback_handler.callbacks if isinstance(c, TrlDhProbe))
+
+
+def test_the_dh_probe_measures_the_batch_trl_trained_on(attached_run):
+    trainer, run = attached_run
+    # the logits before came from TRL's own loss forward (checked once against a full forward)
+    assert probe_of(trainer).before_source == "hidden" and probe_of(trainer)._hook is None  # hook removed at the end
+    steps = run.step_metrics.set_index("step")
+    assert steps["dh_same_batch"].notna().tolist() == [False, True, False]  # steps 1..3, every 2nd
+    # the probe's eval-mode forward before the update reproduces TRL's own loss-forward entropies
+    np.testing.assert_allclose(steps.loc[2, "dh_entropy_before"], steps.loc[2, "trl/entropy"], rtol=1e-5)
+    assert steps.loc[2, "dh_probe_tokens"] == steps.loc[2, "n_tokens"]
+    parts = steps.loc[2, ["dh_sum_pos_adv", "dh_sum_zero_adv", "dh_sum_neg_adv"]].sum()
+    np.testing.assert_allclose(parts, steps.loc[2, "dh_sum"], atol=1e-6)
+    assert steps.loc[2, "dh_same_batch"] != 0 and np.isfinite(steps.loc[2, "dh_pred_logit"])
+
+
 def test_our_metrics_reach_the_trainers_own_logs(attached_run):
     trainer, run = attached_run
     steps = run.step_metrics.set_index("step")
@@ -131,7 +150,7 @@ def test_the_same_seeded_job_gives_identical_losses_and_parameters_with_and_with
     for monitored in (False, True):
         trainer = make_trainer(tmp_path / str(monitored))
         if monitored:
-            attach(trainer, logdir=str(tmp_path / "runs"), token_rows_every=1)
+            attach(trainer, logdir=str(tmp_path / "runs"), token_rows_every=1, dh_probe_every=1)
         trainer.train()
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         results.append((losses, {name: p.detach().clone() for name, p in trainer.model.named_parameters()}))
@@ -192,6 +211,44 @@ def test_a_changed_private_method_falls_back_to_trls_scalars_with_one_warning(tm
     np.testing.assert_array_equal(steps["reward_mean"], steps["trl/reward"])
     assert "cov_logp_adv" not in steps or steps["cov_logp_adv"].isna().all()
     assert run.samples.empty
+
+
+@pytest.mark.slow
+def test_with_dropout_the_probe_uses_full_forwards_before_and_after(tmp_path):
+    trainer = make_trainer(tmp_path)
+    for module in trainer.model.modules():
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.3  # the loss forward's states are now a dropout sample
+    monitor = attach(trainer, logdir=str(tmp_path / "runs"), run="dropout", dh_probe_every=1)
+    trainer.train()
+    assert probe_of(trainer).before_source == "forward"
+    steps = read_run(monitor.path).step_metrics.set_index("step")
+    assert steps["dh_same_batch"].notna().all() and (steps["monitor_errors"] == 0).all()
+    # eval-mode forwards on both sides: the entropy before is the dropout-free one, not TRL's train-mode value
+    assert (steps["dh_entropy_before"] - steps["trl/entropy"]).abs().max() > 1e-4
+
+
+@pytest.mark.slow
+def test_a_model_the_probe_cannot_run_turns_the_probe_off_with_one_warning(tmp_path):
+    trainer = make_trainer(tmp_path)
+    forward = trainer.model.forward
+
+    def refuses_logits_to_keep(*args, **kwargs):
+        if "logits_to_keep" in kwargs:
+            raise TypeError("forward() got an unexpected keyword argument 'logits_to_keep'")
+        return forward(*args, **kwargs)
+
+    trainer.model.forward = refuses_logits_to_keep
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monitor = attach(trainer, logdir=str(tmp_path / "runs"), run="no-probe", dh_probe_every=1)
+        trainer.train()
+    probe_warnings = [w for w in caught if PROBE_WARNING in str(w.message)]
+    assert len(probe_warnings) == 1 and "logits_to_keep" in str(probe_warnings[0].message)
+    assert not [w for w in caught if FALLBACK_WARNING in str(w.message)]  # the capture itself stays on
+    steps = read_run(monitor.path).step_metrics
+    assert trainer.state.global_step == STEPS and steps["cov_logp_adv"].notna().all()
+    assert "dh_same_batch" not in steps or steps["dh_same_batch"].isna().all()
 
 
 def test_attach_rejects_what_is_not_a_trainer(tmp_path):

@@ -14,13 +14,14 @@ from scipy.special import logsumexp
 
 from entropymon.errors import InputError
 from entropymon.metrics.covariance import logprob_advantage_cov
+from entropymon.metrics.entropy_change import entropy_change_stats
 from entropymon.metrics.entropy_stats import entropy_stats
 from entropymon.metrics.groups import group_stats
 from entropymon.metrics.importance import importance_ess
 from entropymon.metrics.kl_modes import kl_target_modes
 from entropymon.metrics.stats import (
-    ENTROPY_HIST_EDGES, STATS_CLASSES, CovStats, EntropyStats, EssStats, GroupStats, KlModeStats, combine_ranks,
-    entropy_histogram, histogram_quantile,
+    ENTROPY_HIST_EDGES, STATS_CLASSES, CovStats, DhStats, EntropyStats, EssStats, GroupStats, KlModeStats,
+    combine_ranks, entropy_histogram, histogram_quantile,
 )
 from entropymon.registry import describe_metric
 
@@ -76,6 +77,8 @@ def _all_stats(entropy, mask, logprobs, old_logprobs, advantages, rewards, lengt
                                 answers=[t[:2] for t in texts], pass_k=(1, 2, 4)).stats,
         EssStats: importance_ess(logprobs, old_logprobs, mask).stats,
         KlModeStats: kl_target_modes(logprobs.sum(-1), rewards, groups, 0.7).stats,
+        DhStats: entropy_change_stats(old_logprobs - logprobs, 0.9 * (old_logprobs - logprobs), entropy, mask,
+                                      advantages.round(), logprobs).stats,
     }
 
 

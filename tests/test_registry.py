@@ -5,6 +5,7 @@ import pandas as pd
 import torch
 
 from entropymon.metrics.covariance import logprob_advantage_cov
+from entropymon.metrics.entropy_change import entropy_change_stats
 from entropymon.metrics.entropy_stats import entropy_stats
 from entropymon.metrics.groups import group_stats
 from entropymon.metrics.importance import importance_ess
@@ -30,6 +31,9 @@ def every_metric_result(seed):
                     pass_k=(1, 2, 4, 8)),
         importance_ess(logprobs, logprobs + 0.1 * torch.randn(8, 20, generator=generator, dtype=torch.float64), mask),
         kl_target_modes(logprobs.sum(-1), rewards, groups, 0.5),
+        entropy_change_stats(0.1 * torch.randn(8, 20, generator=generator, dtype=torch.float64),
+                             0.1 * torch.randn(8, 20, generator=generator, dtype=torch.float64), entropy, mask,
+                             advantages.round(), logprobs),
     ]
 
 
@@ -56,7 +60,7 @@ def test_every_metric_a_stats_class_computes_is_registered_and_emitted():
         computed |= set(result.stats.compute())
     assert computed <= emitted_names(1)
     assert all(is_registered(name) for name in computed)
-    assert {cls.family for cls in STATS_CLASSES} == {"entropy", "cov", "groups", "ess", "kl"}
+    assert {cls.family for cls in STATS_CLASSES} == {"entropy", "cov", "groups", "ess", "kl", "dh"}
 
 
 def test_combine_ranks_emits_only_registered_columns():

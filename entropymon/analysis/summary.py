@@ -11,6 +11,7 @@ import numpy as np
 
 from entropymon.analysis._frame import choose_performance, column_values, json_float, run_name, step_frame
 from entropymon.analysis.alerts import diagnose
+from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.forecast import forecast_ceiling
 from entropymon.errors import AnalysisError
 
@@ -58,6 +59,7 @@ def summarize_run(
     out["skill"] = out["forecast"].get("skill")
     out["trustworthy"] = out["forecast"]["trustworthy"]
     out["reason"] = out["forecast"]["reason"]
+    out["dynamics"] = _dynamics(run_or_df, entropy)
     out["alerts"] = [a.to_dict() for a in diagnose(run_or_df, rules, thresholds, performance=performance,
                                                    entropy=entropy, bounds=bounds)]
     return out
@@ -77,6 +79,14 @@ def _forecast(run_or_df, performance, entropy, bounds, n_bootstrap) -> dict:
                       "n": fit.n, "warmup_excluded": fit.warmup_excluded, "notes": list(fit.notes),
                       "problems": list(fit.problems)}
     return out
+
+
+def _dynamics(run_or_df, entropy) -> dict:
+    """What explains the entropy change (``analysis.dynamics``), or why it cannot be said."""
+    try:
+        return entropy_dynamics(run_or_df, entropy=entropy).to_dict()
+    except AnalysisError as error:
+        return {"observed": None, "fits": {}, "explanation": f"no entropy dynamics: {error}"}
 
 
 def _ends(values: np.ndarray) -> tuple[float | None, float | None]:

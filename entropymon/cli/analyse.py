@@ -79,6 +79,9 @@ def summary(
                               for name, value in backtest["recent_baseline_rmse"].items())
             output.stdout.print(f"  backtest RMSE over the last {backtest['n_recent']} origins: law "
                                 f"{output.number(backtest['recent_law_rmse'])}; baselines: {shown}", markup=False)
+        explanation = (item.get("dynamics") or {}).get("explanation")
+        if explanation:
+            output.stdout.print(f"  entropy change: {explanation}", markup=False)
         for alert in item["alerts"]:
             output.stdout.print(f"  {alert['severity']} at step {output.number(alert['step'], 9)}: "
                                 f"[{alert['rule']}] {alert['message']}", markup=False)

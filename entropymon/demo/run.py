@@ -27,7 +27,8 @@ CACHE_FOLDER = ".demo_cache"
 def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = None, seed: int = 0, dashboard: bool = True,
              host: str = "127.0.0.1", port: int = 8050, temperature: float = 1.0, *, eval_every: int = 10,
              print_every: int = 10, warmstart_steps: int = WarmStartSettings.steps, entropy_coef: float = 0.0,
-             token_rows_every: int = 10, token_rows_per_step: int = 4, keep_serving: bool | None = None,
+             token_rows_every: int = 10, token_rows_per_step: int = 4, dh_probe_every: int = 10,
+             keep_serving: bool | None = None,
              write: Callable[[str], None] = print) -> Path:
     """Warm-start, then train with GRPO for ``steps`` steps with entropymon attached; returns the run folder.
 
@@ -43,6 +44,7 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
             45% of a training subset; the cache is per setting).
         entropy_coef: TRL's entropy bonus coefficient (0: plain GRPO).
         token_rows_every, token_rows_per_step: the Monitor's token-row sampling.
+        dh_probe_every: the same-batch entropy change every this many steps (0: off; ``attach``).
         keep_serving: after training, keep the dashboard up until Ctrl+C (None: when run interactively).
         write: where progress lines go.
     """
@@ -71,7 +73,8 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
         config = {"demo": {"grpo": vars(settings), "warmstart": vars(warm),
                            "warmstart_heldout_accuracy": info["heldout_accuracy"], "n_heldout": len(heldout)}}
         monitor = attach(trainer, logdir=str(logdir), run=run, answer_fn=extract_answer, config=config,
-                         token_rows_every=token_rows_every, token_rows_per_step=token_rows_per_step)
+                         token_rows_every=token_rows_every, token_rows_per_step=token_rows_per_step,
+                         dh_probe_every=dh_probe_every)
         accuracy = HeldOutAccuracyCallback(monitor, tokenizer, heldout, every=eval_every)
         trainer.add_callback(accuracy)
         trainer.add_callback(ProgressLines(steps, every=print_every, accuracy=accuracy, write=write))

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 
 from entropymon.display import run_colors
 from entropymon.figures.style import LEGEND, light_template
-from entropymon.registry import COVARIANCE_LABELS, PASS_AT_K, pass_at_k_columns
+from entropymon.registry import COVARIANCE_LABELS, PASS_AT_K, PREDICTOR_LABELS, PREDICTOR_SIGN, pass_at_k_columns
 
 
 def _has(frame: pd.DataFrame, column: str) -> bool:
@@ -126,9 +126,9 @@ def covariance_figure(frames: Mapping[str, pd.DataFrame], forms=tuple(COVARIANCE
 
 
 def dynamics_figure(tables: Mapping[str, pd.DataFrame], etas: Mapping[str, Mapping[str, float]]) -> go.Figure:
-    """Predicted ΔH = -η_eff·Cov against observed ΔH per step, with the line y = x.
+    """Predicted ΔH (-η_eff·Cov, or η_eff times the logit-space prediction) against observed ΔH per step, with y = x.
 
-    ``tables``: run -> the dynamics table (``dH`` and one column per covariance form);
+    ``tables``: run -> the dynamics table (``dH`` and one column per predictor);
     ``etas``: run -> {form: η_eff}.
     """
     colors = run_colors(tables)
@@ -139,20 +139,20 @@ def dynamics_figure(tables: Mapping[str, pd.DataFrame], etas: Mapping[str, Mappi
             eta = etas[name][form]
             if form not in table.columns or eta is None or not np.isfinite(eta):
                 continue
-            predicted = -eta * table[form].to_numpy(dtype=np.float64)  # (m,)
+            predicted = PREDICTOR_SIGN.get(form, -1.0) * eta * table[form].to_numpy(dtype=np.float64)  # (m,)
             observed = table["dH"].to_numpy(dtype=np.float64)  # (m,)
             keep = np.isfinite(predicted) & np.isfinite(observed)
             figure.add_trace(go.Scatter(
                 x=predicted[keep], y=observed[keep], mode="markers", marker={"color": colors[name], "symbol": symbol},
-                name=f"{name}: {COVARIANCE_LABELS.get(form, form)}, η_eff = {eta:.3g}", legendgroup=name,
+                name=f"{name}: {PREDICTOR_LABELS.get(form, form)}, η_eff = {eta:.3g}", legendgroup=name,
             ))
             extent.extend([*predicted[keep], *observed[keep]])
     if extent:
         lo, hi = float(np.min(extent)), float(np.max(extent))
         figure.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"color": "grey", "dash": "dot"},
                                     name="predicted = observed"))
-    figure.update_layout(title="entropy change per step: predicted from the covariance vs observed", height=440,
-                         xaxis_title="predicted ΔH = -η_eff·Cov (nats/step)", yaxis_title="observed ΔH (nats/step)")
+    figure.update_layout(title="entropy change per step: predicted vs observed", height=440,
+                         xaxis_title="predicted ΔH (nats/step)", yaxis_title="observed ΔH (nats/step)")
     return _finish(figure, len(extent), "entropy dynamics")
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from entropymon.errors import InputError
 from entropymon.hooks.failures import FailureLog
 from entropymon.hooks.observation import reduce_inputs
+from entropymon.hooks.probe import check_probe_every, probe_due, reduce_probe
 from entropymon.hooks.rank import resolve_rank
 from entropymon.hooks.settings import make_settings
 from entropymon.hooks.stream import StepStream
@@ -54,13 +55,16 @@ class Monitor:
             and distinct answers (default: rewards must be 0/1).
         decode: token id -> text, to fill ``token_text`` in the tokens table.
         queue_size: observations the worker may fall behind by before new ones are dropped.
+        dh_probe_every: measure the same-batch entropy change of every this many steps (0 or None:
+            off). The loop gives the logits before and after the update with ``observe_dh`` (``attach``
+            does it for TRL); ``probe_due(step)`` says when (``hooks/probe.py``).
     """
 
     def __init__(self, logdir, run: str | None = None, config: Mapping | None = None, *,
                  rank: int | None = None, temperature: float = 1.0, token_rows_every: int = 10,
                  token_rows_per_step: int = 4, metrics="default", pass_k=(1, 4, 8),
                  nan_policy: str = "warn", strict: bool = False, success_threshold: float | None = None,
-                 decode: Callable | None = None, queue_size: int = 256):
+                 decode: Callable | None = None, queue_size: int = 256, dh_probe_every: int | None = 0):
         from entropymon.log.writer import RunLog
 
         self.settings = make_settings(temperature=temperature, metrics=metrics, token_rows_every=token_rows_every,
@@ -68,6 +72,7 @@ class Monitor:
                                       success_threshold=success_threshold, decode=decode, nan_policy=nan_policy)
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
             raise InputError(f"queue_size: expected a positive int, got {queue_size!r}")
+        self.dh_probe_every = check_probe_every(dh_probe_every)
         self.rank = resolve_rank(rank)
         self._failures = FailureLog(strict=bool(strict), nan_policy=nan_policy)
         self._log = RunLog(logdir, run, dict(config or {}), rank=self.rank, on_error=self._writer_failed)
@@ -111,6 +116,31 @@ class Monitor:
         self._last_step = step
         self._submit("add_observation", observation)
 
+    def probe_due(self, step: int) -> bool:
+        """Whether ``step`` is one the dH probe measures (every ``dh_probe_every`` steps; never when off)."""
+        return probe_due(step, self.dh_probe_every)
+
+    def observe_dh(self, step: int, *, logits_before, logits_after, token_ids=None, mask=None,
+                   advantages=None) -> None:
+        """Record the same-batch entropy change of ``step``'s optimizer update (one micro-batch).
+
+        logits_before / logits_after: (B, T, V) at the same positions before and after the update
+        (divided by the Monitor's temperature here); token_ids (B, T) rank tokens by Cov_i;
+        advantages (B,) or (B, T) split the change by sign. Calls with the same step accumulate.
+        """
+        self._failures.raise_pending()
+        try:
+            self._check_open()
+            step = _check_step(step)
+            observation = reduce_probe(step, logits_before=logits_before, logits_after=logits_after,
+                                       token_ids=token_ids, mask=mask, advantages=advantages,
+                                       temperature=self.settings.temperature)
+        except Exception as error:  # noqa: BLE001 - monitoring never breaks training (unless strict)
+            self._failures.record_error("observe_dh", error, on_caller_thread=True)
+            return
+        del logits_before, logits_after
+        self._submit("add_probe", observation)
+
     def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         """Add scalars (e.g. ``{"eval_accuracy": 0.7}``) to ``step``'s row of the steps table."""
         self._failures.raise_pending()
@@ -122,6 +152,15 @@ class Monitor:
             self._failures.record_error("log_scalars", error, on_caller_thread=True)
             return
         self._submit("add_scalars", step, clean)
+
+    def end_step(self) -> None:
+        """Finish the current step now, without waiting: for trainers that know a step is complete.
+
+        Otherwise a step finishes when the next one begins. Its metrics reach ``latest_metrics()``
+        once the worker has computed them; nothing is written to disk before the log's own flush.
+        """
+        if not self._closed:
+            self._submit("finish_step")
 
     def latest_metrics(self) -> dict[str, float]:
         """The last finished step's scalar metrics (with its ``step``), for the trainer's own logger."""

@@ -14,6 +14,7 @@ import threading
 from entropymon.hooks.failures import FailureLog
 from entropymon.hooks.host_batch import HostBatch, join_batches, to_host
 from entropymon.hooks.observation import Observation
+from entropymon.hooks.probe import ProbeObservation, probe_row
 from entropymon.hooks.settings import MonitorSettings
 from entropymon.hooks.step_report import step_report
 
@@ -29,6 +30,7 @@ class StepStream:
         self._step: int | None = None
         self._batches: list[HostBatch] = []
         self._scalars: dict[str, float] = {}
+        self._probes: list[ProbeObservation] = []
         self._latest: dict[str, float] = {}
         self._latest_lock = threading.Lock()
 
@@ -42,6 +44,14 @@ class StepStream:
         if batch is not None:
             self._batches.append(batch)
 
+    def add_probe(self, probe: ProbeObservation) -> None:
+        """A dH probe result joins its step's row (or makes a row of its own when that step is written)."""
+        if self._step is not None and probe.step < self._step:
+            self._write_row(probe.step, self._probe_columns(probe.step, [probe]))
+            return
+        self._move_to(probe.step)
+        self._probes.append(probe)
+
     def add_scalars(self, step: int, scalars: dict[str, float]) -> None:
         if self._step is not None and step < self._step:
             self._write_row(step, dict(scalars))  # a late scalar for a step already written
@@ -53,13 +63,15 @@ class StepStream:
         """Write the pending step, if any (flush and close)."""
         if self._step is None:
             return
-        step, batches, scalars = self._step, self._batches, self._scalars
-        self._step, self._batches, self._scalars = None, [], {}
+        step, batches, scalars, probes = self._step, self._batches, self._scalars, self._probes
+        self._step, self._batches, self._scalars, self._probes = None, [], {}, []
         try:
             row = dict(scalars)
+            if probes:
+                row.update(self._probe_columns(step, probes))
             if batches:
                 report = step_report(join_batches(batches, self._failures), step=step, settings=self._settings)
-                row = {**report.step_row, **scalars}
+                row = {**report.step_row, **row}
                 if report.samples is not None:
                     self._log.log_samples(step, report.samples)
                 if report.tokens is not None:
@@ -68,6 +80,13 @@ class StepStream:
         except Exception as error:  # noqa: BLE001 - monitoring never breaks training
             self._failures.record_error(f"metrics of step {step}", error, on_caller_thread=self._on_caller_thread)
             self._write_row(step, dict(scalars))
+
+    def _probe_columns(self, step: int, probes: list[ProbeObservation]) -> dict:
+        try:
+            return probe_row(probes, self._failures)
+        except Exception as error:  # noqa: BLE001 - a failed probe must not lose the step's other metrics
+            self._failures.record_error(f"dH probe of step {step}", error, on_caller_thread=self._on_caller_thread)
+            return {}
 
     def latest_metrics(self) -> dict[str, float]:
         with self._latest_lock:

@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 from entropymon.errors import InputError, IntegrationError
 from entropymon.integrations.scalars import canonical_scalars, is_training_summary, numeric_scalars, prefixed
 from entropymon.integrations.trl_capture import TrlCapture
+from entropymon.integrations.trl_probe import TrlDhProbe
 
 TRL_PREFIX = "trl"
 OUR_PREFIX = "entropymon"
@@ -45,8 +46,10 @@ def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callabl
         logdir, run: where the run folder goes (see ``Monitor``).
         answer_fn: completion text -> final answer, for ``distinct_answer_frac`` (default: none).
         forward_metrics: copy entropymon's latest step metrics into the trainer's logs (``entropymon/``).
-        **monitor_kwargs: passed to ``Monitor`` (``token_rows_every``, ``metrics``, ``config`` ...).
-            ``temperature`` defaults to the trainer's, the one TRL's entropies are computed at.
+        **monitor_kwargs: passed to ``Monitor`` (``token_rows_every``, ``metrics``, ``config``,
+            ``dh_probe_every`` ...). ``temperature`` defaults to the trainer's, the one TRL's entropies
+            are computed at. With ``dh_probe_every=N`` every N-th step's batch is forwarded again
+            before and after the optimizer step for the same-batch entropy change (``trl_probe.py``).
     """
     from transformers import Trainer
 
@@ -73,6 +76,10 @@ def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callabl
     callback.capture = capture
     capture.install()
     trainer.add_callback(callback)
+    if monitor.dh_probe_every:
+        capture.probe = TrlDhProbe(trainer, monitor)
+        capture.probe.install()
+        trainer.add_callback(capture.probe)
     if forward_metrics:
         _forward_metrics_into_logs(trainer, monitor)
     trainer._entropymon_monitor = monitor

@@ -100,6 +100,7 @@ class TrlCapture:
         self._pending_rewards: dict | None = None
         self._checked_return = False
         self._reward_sums: dict[int, list] = {}  # step -> [reward sums (F,), non-NaN counts (F,)]
+        self.probe = None  # a TrlDhProbe (trl_probe.py) that keeps probed steps' loss inputs, or None
 
     # -- installing ----------------------------------------------------------------------------
 
@@ -129,6 +130,8 @@ class TrlCapture:
                     setattr(self.trainer, name, original)
         self._originals.clear()
         self.active = False
+        if self.probe is not None:
+            self.probe.uninstall()
 
     def disable(self, reason: str) -> None:
         """Stop capturing (wrappers become pass-through) and report why, once."""
@@ -187,10 +190,15 @@ class TrlCapture:
         def wrapper(model, inputs, *args, **kwargs):
             capturing = self.active and model.training and isinstance(inputs, dict) and INDEX_KEY in inputs
             self._in_loss, self._captured = capturing, None
+            probe = self.probe if capturing else None
+            if probe is not None:
+                probe.begin_loss(self.trainer.state.global_step + 1)
             try:
                 loss = original(model, inputs, *args, **kwargs)
             finally:
                 self._in_loss = False
+                if probe is not None:
+                    probe.end_loss()
             if capturing and self.active and self._captured is not None:
                 self._guard(self._observe, inputs)
             self._captured = None
@@ -275,6 +283,8 @@ class TrlCapture:
             old_logprobs=inputs.get("old_per_token_logps"),
             ref_logprobs=ref_logps, kl_beta=beta if ref_logps is not None and beta > 0 else None,
             texts=texts, answers=answers, prompts=prompts, lr=_current_lr(trainer))
+        if self.probe is not None:
+            self.probe.remember(step, inputs)
 
     def _add_reward_sums(self, step: int, chosen: torch.Tensor) -> None:
         valid = ~torch.isnan(chosen)  # (B, F): a function may return None for some completions

@@ -379,7 +379,68 @@ class KlModeStats(_Stats):
                 "kl_target_modes": self.sum_modes / self.n_groups}
 
 
-STATS_CLASSES = (EntropyStats, CovStats, GroupStats, EssStats, KlModeStats)
+@dataclass(eq=False)
+class DhStats(_Stats):
+    """Sums behind the same-batch entropy change of an optimizer step (``metrics.entropy_change``).
+
+    d = H_after - H_before at a valid token, p = the logit-space first-order prediction there.
+    ``sum_pos``/``sum_zero``/``sum_neg`` split sum(d) by the sign of the advantage (over ``n_adv``
+    tokens that had one), ``sum_forking`` over tokens with H_before > 0.672 nats, ``top_*`` over each
+    batch's top tokens by Cov_i (per rank: across ranks it is the union of per-rank top sets).
+    """
+
+    family: ClassVar[str] = "dh"
+    n: int = 0
+    sum_dh: float = 0.0
+    sum_dh_sq: float = 0.0
+    sum_pred: float = 0.0
+    sum_pred_sq: float = 0.0
+    sum_dh_pred: float = 0.0
+    sum_h_before: float = 0.0
+    n_seq: int = 0
+    sum_seq_dh: float = 0.0
+    n_forking: int = 0
+    sum_forking: float = 0.0
+    n_adv: int = 0
+    sum_pos: float = 0.0
+    sum_zero: float = 0.0
+    sum_neg: float = 0.0
+    top_0_02pct_sum: float = 0.0
+    top_0_02pct_n: int = 0
+    top_0_2pct_sum: float = 0.0
+    top_0_2pct_n: int = 0
+
+    def merge(self, other: DhStats) -> DhStats:
+        return DhStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def compute(self) -> dict[str, float]:
+        if not self.n:
+            return {}
+        n = self.n
+        out = {
+            "dh_same_batch": self.sum_dh / n,
+            "dh_pred_logit": self.sum_pred / n,
+            "dh_sum": self.sum_dh,
+            "dh_entropy_before": self.sum_h_before / n,
+            "dh_sum_forking": self.sum_forking,
+            "dh_probe_tokens": float(n),
+        }
+        if self.n_seq:
+            out["dh_same_batch_seq"] = self.sum_seq_dh / self.n_seq
+        var_d = self.sum_dh_sq / n - (self.sum_dh / n) ** 2
+        var_p = self.sum_pred_sq / n - (self.sum_pred / n) ** 2
+        if var_d > 0 and var_p > 0:
+            cov = self.sum_dh_pred / n - (self.sum_dh / n) * (self.sum_pred / n)
+            out["dh_pred_token_r"] = max(-1.0, min(1.0, cov / math.sqrt(var_d * var_p)))
+        if self.n_adv:
+            out.update(dh_sum_pos_adv=self.sum_pos, dh_sum_zero_adv=self.sum_zero, dh_sum_neg_adv=self.sum_neg)
+        for name in COV_TOP_FRACTIONS:
+            if getattr(self, f"top_{name}_n"):
+                out[f"dh_sum_top_{name}_cov"] = getattr(self, f"top_{name}_sum")
+        return out
+
+
+STATS_CLASSES = (EntropyStats, CovStats, GroupStats, EssStats, KlModeStats, DhStats)
 
 
 def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:

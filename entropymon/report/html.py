@@ -24,7 +24,7 @@ from entropymon import display
 from entropymon._version import __version__
 from entropymon.errors import AnalysisError, InputError
 from entropymon.figures import overlays as figures
-from entropymon.registry import COVARIANCE_LABELS
+from entropymon.registry import PREDICTOR_LABELS
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -199,15 +199,21 @@ def _verdict_block(a: RunAnalysis) -> str:
 
 
 def _dynamics_table(analyses: list[RunAnalysis]) -> str:
-    rows = ["<table><tr><th>run</th><th>covariance</th><th>points</th><th>Pearson r (ΔH, Cov)</th>"
-            "<th>Spearman ρ</th><th>η<sub>eff</sub></th></tr>"]
+    rows = ["<table><tr><th>run</th><th>observed ΔH</th><th>predictor</th><th>points</th><th>Pearson r [95%]</th>"
+            "<th>R²</th><th>Spearman ρ</th><th>η<sub>eff</sub> [95%]</th></tr>"]
     notes = []
     for a in analyses:
-        fits = ((a.summary.get("dynamics") or {}).get("fits")) or {}
-        for form, fit in fits.items():
-            rows.append(f"<tr><td>{_e(a.name)}</td><td>{_e(COVARIANCE_LABELS.get(form, form))}</td>"
-                        f"<td>{fit.get('n')}</td><td>{_num(fit.get('pearson_r'))}</td>"
-                        f"<td>{_num(fit.get('spearman_rho'))}</td><td>{_num(fit.get('eta_eff'))}</td></tr>")
+        dynamics = a.summary.get("dynamics") or {}
+        observed = {"same_batch": "same batch", "naive": "consecutive batches"}.get(dynamics.get("observed"), "-")
+        for form, fit in (dynamics.get("fits") or {}).items():
+            r_ci, eta_ci = fit.get("r_ci") or [None, None], fit.get("eta_ci") or [None, None]
+            rows.append(f"<tr><td>{_e(a.name)}</td><td>{observed}</td>"
+                        f"<td>{_e(PREDICTOR_LABELS.get(form, form))}</td><td>{fit.get('n')}</td>"
+                        f"<td>{_num(fit.get('pearson_r'))} [{_num(r_ci[0])}, {_num(r_ci[1])}]</td>"
+                        f"<td>{_num(fit.get('r2'))}</td><td>{_num(fit.get('spearman_rho'))}</td>"
+                        f"<td>{_num(fit.get('eta_eff'))} [{_num(eta_ci[0])}, {_num(eta_ci[1])}]</td></tr>")
+        if dynamics.get("explanation"):
+            notes.append(f"<p>{_e(a.name)}: {_e(dynamics['explanation'])}</p>")
         if a.dynamics_error:
             notes.append(f"<p class='meta'>{_e(a.name)}: {_e(a.dynamics_error)}</p>")
     rows.append("</table>")
