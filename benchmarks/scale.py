@@ -91,7 +91,7 @@ def files_per_segment(run_path: Path) -> int:
 
 
 def write_run(logdir: Path, run: str, ranks: int, steps: int, samples: int, fanout: int, check_every: int,
-              rows: list[dict], seed: int = 0) -> tuple[float, int]:
+              rows: list[dict], seed: int = 0, flush_every: int = 1) -> tuple[float, int]:
     """Write the run rank by rank in lockstep; (seconds, most files per rank-segment and table seen)."""
     rng = np.random.default_rng(seed)
     logs = [RunLog(logdir, run, rank=r, flush_interval_s=3600, merge_fanout=fanout) for r in range(ranks)]
@@ -101,8 +101,9 @@ def write_run(logdir: Path, run: str, ranks: int, steps: int, samples: int, fano
         for rank, log in enumerate(logs):
             log.log_step(step, rows[(step * ranks + rank) % len(rows)])
             log.log_samples(step, sample_rows(rng, samples))
-        for log in logs:
-            log.flush()
+        if (step + 1) % flush_every == 0 or step == steps - 1:
+            for log in logs:
+                log.flush()
         if step % check_every == 0 or step == steps - 1:
             most = max(most, files_per_segment(logdir / run))
     for log in logs:
@@ -232,9 +233,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--baseline-steps", type=int, default=2000, help="steps of the unmerged baseline run")
     parser.add_argument("--check-every", type=int, default=50)
+    parser.add_argument("--flush-every", type=int, default=1,
+                        help="steps per flush (1 is the target's shape; more makes a read-side run of many steps quicker to write)")
     parser.add_argument("--combine-ranks", type=int, default=64)
     parser.add_argument("--combine-steps", type=int, default=10_000)
     parser.add_argument("--fsync", action="store_true", help="keep the durability calls while writing")
+    parser.add_argument("--skip-combine", action="store_true")
     args = parser.parse_args()
     if not args.fsync:
         durable._fsync_file = lambda path: None
@@ -246,16 +250,22 @@ def main() -> None:
         logdir = Path(logdir)
         results = {}
         for name, steps, fanout in (("merged", args.steps, 8), ("unmerged baseline", args.baseline_steps, 10**9)):
-            seconds, most = write_run(logdir, name, args.ranks, steps, args.samples, fanout, args.check_every, rows)
-            print(f"write {name}: {args.ranks} ranks x {steps} steps in {seconds:.0f} s; "
+            if not steps:
+                continue
+            seconds, most = write_run(logdir, name, args.ranks, steps, args.samples, fanout, args.check_every, rows,
+                                      flush_every=args.flush_every)
+            print(f"write {name}: {args.ranks} ranks x {steps} steps, a flush every {args.flush_every}, in {seconds:.0f} s; "
                   f"most files per rank-segment and table: {most}", flush=True)
             results[name] = cold_reads(logdir / name)
             reads = results[name]
             print(f"  cold read ({reads['files']} files): steps {reads['steps']:.2f} s, samples "
                   f"{reads['samples']:.2f} s, step_metrics {reads['step_metrics']:.2f} s ({reads['n_steps']} steps)",
                   flush=True)
-        live = live_refreshes(logdir / "merged", args.ranks, args.samples, rows)
-        print("live refresh of the merged run: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in live.items()))
+        if args.steps:
+            live = live_refreshes(logdir / "merged", args.ranks, args.samples, rows)
+            print("live refresh of the merged run: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in live.items()))
+    if args.skip_combine:
+        return
     combine = combine_figures(rows, args.combine_ranks, args.combine_steps, reference_steps=100)
     print(f"combine_ranks {args.combine_ranks} ranks x {args.combine_steps} steps: {combine['vectorised']:.2f} s "
           f"vectorised vs {combine['reference (scaled)']:.0f} s per-step merge (timed on 100 steps, scaled); "

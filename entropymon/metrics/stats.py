@@ -650,6 +650,9 @@ def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
             merged[f.name] = groups.sum(values, part)
     if cls is EssStats:
         merged.update(_merge_ess(frame, part, groups))
+    if cls not in _COMPUTE:
+        _merge_family_per_step(cls, frame, groups, out)
+        return
     columns, metrics = _COMPUTE[cls](merged, pairs)
     for f in fields(cls):
         if f.name in merged:
@@ -660,6 +663,21 @@ def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
             _put(out, f"{prefix}{field_name}_{key_value}_n", count.astype(np.float64), has & present)
     for name, (values, produced) in {**columns, **metrics}.items():
         _put(out, name, values, has & produced)
+
+
+def _merge_family_per_step(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
+    """The scalar path (merge the stats objects of each step), for a family without a vectorised compute."""
+    results: list[dict] = []
+    for start, size in zip(groups.starts, groups.sizes):
+        parts = [p for p in (cls.from_columns(r) for r in frame.iloc[start:start + size].to_dict("records")) if p]
+        results.append({} if not parts else {**(merged := cls.merged(parts)).to_columns(), **merged.compute()})
+    for name in dict.fromkeys(k for r in results for k in r):
+        produced = np.array([name in r for r in results])
+        values = [r.get(name) for r in results]
+        if any(isinstance(v, list) for v in values):
+            _put(out, name, values, produced)
+        else:
+            _put(out, name, np.array([np.nan if v is None else v for v in values], dtype=np.float64), produced)
 
 
 def _merge_sum_counts(frame, prefix, part, groups):
@@ -820,5 +838,29 @@ def _compute_kl(m, _pairs):
                 "kl_target_modes": (_safe_divide(m["sum_modes"], m["n_groups"]), some)}
 
 
+def _compute_dh(m, _pairs):
+    n = m["n"]
+    some = n != 0
+    mean_d, mean_p = _safe_divide(m["sum_dh"], n), _safe_divide(m["sum_pred"], n)
+    var_d = _safe_divide(m["sum_dh_sq"], n) - mean_d ** 2
+    var_p = _safe_divide(m["sum_pred_sq"], n) - mean_p ** 2
+    cov = _safe_divide(m["sum_dh_pred"], n) - mean_d * mean_p
+    with np.errstate(invalid="ignore"):
+        r = np.clip(cov / np.sqrt(np.where((var_d > 0) & (var_p > 0), var_d * var_p, np.nan)), -1.0, 1.0)
+    has_adv = some & (m["n_adv"] != 0)
+    metrics = {
+        "dh_same_batch": (mean_d, some), "dh_pred_logit": (mean_p, some), "dh_sum": (m["sum_dh"], some),
+        "dh_entropy_before": (_safe_divide(m["sum_h_before"], n), some), "dh_sum_forking": (m["sum_forking"], some),
+        "dh_probe_tokens": (n, some),
+        "dh_same_batch_seq": (_safe_divide(m["sum_seq_dh"], m["n_seq"]), some & (m["n_seq"] != 0)),
+        "dh_pred_token_r": (r, some & (var_d > 0) & (var_p > 0)),
+        "dh_sum_pos_adv": (m["sum_pos"], has_adv), "dh_sum_zero_adv": (m["sum_zero"], has_adv),
+        "dh_sum_neg_adv": (m["sum_neg"], has_adv),
+    }
+    for name in COV_TOP_FRACTIONS:
+        metrics[f"dh_sum_top_{name}_cov"] = (m[f"top_{name}_sum"], some & (m[f"top_{name}_n"] != 0))
+    return {}, metrics
+
+
 _COMPUTE = {EntropyStats: _compute_entropy, CovStats: _compute_cov, GroupStats: _compute_groups,
-            EssStats: _compute_ess, KlModeStats: _compute_kl}
+            EssStats: _compute_ess, KlModeStats: _compute_kl, DhStats: _compute_dh}
