@@ -4,11 +4,15 @@ Why a factory: nothing is read or created at import time; each app owns its cata
 and its cache, so tests and the CLI can start several on different logdirs. ``serve`` binds
 127.0.0.1 with debug off unless told otherwise (the dashboard shows local files: exposing it is
 the user's explicit choice). ``background=True`` runs it on a daemon thread and returns once
-the server answers, so a training script can watch itself.
+the server answers, so a training script can watch itself. Requests are not logged (an open tab
+polls every 2 s) unless ``verbose=True``; a busy port is a ``PortInUseError`` before anything is
+served, not Werkzeug's message and exit.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 import time
 import urllib.request
@@ -46,6 +50,25 @@ def create_app(logdir, *, poll_interval_s: float = DEFAULT_POLL_S) -> dash.Dash:
     register_callbacks(app, store)
     app.run_store = store
     return app
+
+
+class PortInUseError(InputError):
+    """The dashboard's port is taken by another program."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once, as the server will, so a busy port is a clear error up front."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Werkzeug's server does
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(f"port: expected a free port, {host}:{port} is in use by another program") from None
+            raise InputError(f"host: could not serve on {host}:{port} ({error.strerror or error})") from None
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -88,19 +111,28 @@ def _wait_until_answering(url: str, timeout_s: float) -> None:
 
 
 def serve(logdir, host: str = "127.0.0.1", port: int = 8050, background: bool = False, debug: bool = False,
-          *, poll_interval_s: float = DEFAULT_POLL_S):
+          *, poll_interval_s: float = DEFAULT_POLL_S, verbose: bool = False):
     """Start the dashboard on ``host:port``.
 
     Blocks until interrupted, or with ``background=True`` returns a ``DashboardServer`` (its
-    ``url``, ``shutdown()``) once the page answers. ``port=0`` picks a free port.
+    ``url``, ``shutdown()``) once the page answers. ``port=0`` picks a free port. ``verbose``:
+    log every request (Werkzeug's access log). Raises ``PortInUseError`` when the port is taken.
     """
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise InputError(f"port: expected an int in [0, 65535], got {port!r}")
     app = create_app(logdir, poll_interval_s=poll_interval_s)
-    if not background:
-        app.run(host=host, port=port, debug=debug)
+    check_port_free(host, port)
+    handler = WSGIRequestHandler if verbose else _QuietHandler
+    if not background and debug:
+        app.run(host=host, port=port, debug=True)
         return None
-    server = make_server(host, port, app.server, threaded=True, request_handler=_QuietHandler)
+    server = make_server(host, port, app.server, threaded=True, request_handler=handler)
+    if not background:
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+        return None
     thread = threading.Thread(target=server.serve_forever, name="entropymon-dashboard", daemon=True)
     thread.start()
     handle = DashboardServer(app, host, server.server_port, server, thread)

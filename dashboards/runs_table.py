@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from entropymon.analysis.summary import summarize_run
 from entropymon.display import BROKEN, run_status as status_word
-from entropymon.display import status_label, trust_word
+from entropymon.display import trust_word
 from entropymon_dashboard.store import RunState, RunStore
 
 COLUMNS = (
     ("run", "run", "Run folder, relative to the logdir"),
-    ("status", "status", "live: a writer is still appending; finished / crashed from run.json; broken: cannot be read"),
+    ("status", "status", "live: a writer is appending; finished: closed by its writer; terminated: stopped by a "
+     "signal; stopped (no writer): its writer died; broken: cannot be read"),
     ("steps", "steps", "Steps logged"),
     ("last_step", "last step", "Last step logged"),
     ("entropy", "entropy", "Last entropy_mean (nats)"),
@@ -35,7 +36,7 @@ def run_status(state: RunState) -> str:
     """The status word of ``entropymon list`` (``display.run_status``), as the table labels it."""
     if state.error or state.run is None:
         return BROKEN
-    return status_label(status_word(state.run.meta.get("status"), state.is_live))
+    return status_word(state.run.meta.get("status"), state.is_live)
 
 
 def _summary(state: RunState) -> dict:

@@ -45,6 +45,9 @@ _EXPORTS = {
     "summarize_run": "entropymon.analysis.summary",
 }
 
+# a missing optional dependency -> the extra that installs it
+_EXTRAS = {"torch": "torch", "plotly": "dashboard", "dash": "dashboard"}
+
 __all__ = ["__version__", *_EXPORTS]
 
 
@@ -52,7 +55,16 @@ def __getattr__(name):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'entropymon' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    try:
+        value = getattr(import_module(module), name)
+    except ModuleNotFoundError as error:
+        extra = _EXTRAS.get(error.name)
+        if extra is None:
+            raise
+        raise ModuleNotFoundError(
+            f"entropymon.{name} needs {error.name}, which is not installed: pip install 'entropymon[{extra}]'",
+            name=error.name,
+        ) from error
     globals()[name] = value
     return value
 

@@ -20,9 +20,17 @@ SEVERITIES = ("info", "warning", "critical")
 # The trust verdict on a ceiling, in words; capitalised where it starts a sentence.
 VERDICT_WORDS = {True: "trust this ceiling", False: "do not trust this ceiling"}
 TRUST_WORDS = {True: "yes", False: "no"}
-# A run's status as run.json records it, and as a person reads it in the dashboard's table.
-LIVE, STOPPED, BROKEN = "live", "stopped (no writer)", "broken"
-STATUS_LABELS = {"closed": "finished"}
+# A run's status, one vocabulary wherever it is shown (``entropymon list``, the dashboard's table,
+# the README). run.json's own words are "running", "closed" and "terminated".
+LIVE, FINISHED, TERMINATED, STOPPED, BROKEN = "live", "finished", "terminated", "stopped (no writer)", "broken"
+STATUS_WORDS = {
+    LIVE: "a writer is appending to it (status running, a heartbeat in the last 30 s)",
+    FINISHED: "its writer closed it",
+    TERMINATED: "its process was stopped by a signal and marked it on the way out",
+    STOPPED: "marked running, but no writer's heartbeat for 30 s: the trainer crashed or hangs",
+    BROKEN: "its run.json or tables cannot be read",
+}
+_FROM_RUN_JSON = {"closed": FINISHED, "terminated": TERMINATED}
 
 
 def run_color(index: int) -> str:
@@ -77,14 +85,8 @@ def verdict(trustworthy, reason: str, *, sentence: bool = False) -> str:
 
 
 def run_status(meta_status, is_live: bool) -> str:
-    """A run's status: "live" while a writer appends, "stopped (no writer)" when run.json says
-    running but no writer is alive, else run.json's own word (closed, terminated, crashed)."""
+    """A run's status word (``STATUS_WORDS``) from run.json's ``status`` and whether a writer is alive."""
     status = str(meta_status or "unknown")
     if status == "running":
         return LIVE if is_live else STOPPED
-    return status
-
-
-def status_label(status: str) -> str:
-    """The status as the dashboard's table shows it ("closed" reads "finished")."""
-    return STATUS_LABELS.get(status, status)
+    return _FROM_RUN_JSON.get(status, status)

@@ -90,7 +90,7 @@ _STEP_METRICS = [
     # health of the monitor itself
     ("dropped_rows", "Rows dropped because the writer's queue was full (cumulative)", "rows", "sum"),
     ("monitor_errors", "Observations the monitor could not process (cumulative; see warnings)", "count", "sum"),
-    ("monitor_bad_rows", "Rows skipped by the NaN/inf policy (cumulative)", "rows", "sum"),
+    ("monitor_bad_rows", "Rows skipped by the NaN policy: NaN/inf, a log-prob > 0 or an entropy < 0 (cumulative)", "rows", "sum"),
 ]
 
 _PATTERNS = [

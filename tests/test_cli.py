@@ -239,10 +239,10 @@ def test_list_shows_each_run_with_steps_and_live_status(tmp_path):
             log.log_step(step, {"entropy_mean": 1.0 - 0.1 * step})
         assert log.flush()
         rows = {row["run"]: row for row in json.loads(entropymon("list", tmp_path, "--json").stdout)}
-    assert rows["done"]["status"] == "closed" and rows["done"]["steps"] == 12 and rows["done"]["last_step"] == 11
+    assert rows["done"]["status"] == "finished" and rows["done"]["steps"] == 12 and rows["done"]["last_step"] == 11
     assert rows["running"]["status"] == "live" and rows["running"]["steps"] == 5
     table = entropymon("list", tmp_path)
-    assert table.returncode == 0 and "done" in table.stdout and "closed" in table.stdout
+    assert table.returncode == 0 and "done" in table.stdout and "finished" in table.stdout
 
 
 def test_compact_merges_chunks_without_losing_or_duplicating_rows(tmp_path):

@@ -96,6 +96,31 @@ def choose_performance(frame: pd.DataFrame, performance: str = "auto") -> str:
     )
 
 
+def performance_reason(frame: pd.DataFrame, performance: str, column: str) -> str:
+    """Why ``column`` is the performance series: asked for, or which rule of "auto" picked it.
+
+    Two imports of one run can carry different series (a JSONL with 6 held-out accuracy points,
+    a CSV with 61 training rewards), and the law's verdict differs with them: every result says
+    which series it used, how many points it has, and how to ask for another.
+    """
+    count = finite_count(frame, column)
+    if performance != "auto":
+        return f"{column} as asked ({count} values)"
+    others = [f"{name} ({finite_count(frame, name)} values)" for name in PERFORMANCE_PREFERENCE
+              if name != column and finite_count(frame, name) > 0]
+    if column == "eval_accuracy":
+        why = (f"eval_accuracy ({count} values): auto prefers a held-out accuracy with >= {MIN_EVAL_POINTS} "
+               "values to the training reward")
+    else:
+        n_eval = finite_count(frame, "eval_accuracy")
+        lacking = (f"eval_accuracy has only {n_eval} values (auto needs >= {MIN_EVAL_POINTS})" if n_eval
+                   else "the run has no eval_accuracy")
+        why = f"{column} ({count} values): {lacking}"
+    if others:
+        why += f"; also present: {', '.join(others)}, choose another with --performance NAME"
+    return why
+
+
 def smoothing_label(smoothing) -> str:
     """How a smoothing spec is written in results: 'none', 'ema(alpha=0.3)', 'mean(window=5)'."""
     kind, value = _parse_smoothing(smoothing)

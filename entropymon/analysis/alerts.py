@@ -8,13 +8,13 @@ Each rule reads the step metrics, smooths with a trailing mean where noted (so o
 not fire it) and fires once, at the first step its condition holds. A rule whose columns the run
 does not have does not fire. ``thresholds`` overrides defaults: ``{"entropy_collapse": 0.2}``
 sets a rule's ``threshold``; ``{"zero_std_groups": {"threshold": 0.6, "window": 10}}`` sets any
-of its parameters.
+of its parameters. Each rule declares the range of its parameters (``rule_params.Limit``); an
+override outside it is an ``InputError``, not a rule that silently never fires.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from numbers import Real
 from typing import Callable
 
@@ -24,6 +24,7 @@ import pandas as pd
 from entropymon.analysis._frame import column_values, finite_count, json_float, step_frame
 from entropymon.analysis.forecast import forecast_ceiling
 from entropymon.analysis.regimes import detect_regime_exit
+from entropymon.analysis.rule_params import Limit, checked_value, inferred_limit
 from entropymon.display import SEVERITIES
 from entropymon.errors import AnalysisError, InputError
 from entropymon.registry import ENTROPY_COLUMNS, pass_at_k_columns
@@ -58,6 +59,10 @@ class Rule:
     severity: str
     defaults: dict
     check: Callable[["_Context", dict], Alert | None]
+    limits: dict[str, Limit] = field(default_factory=dict)  # parameter -> accepted values (else inferred)
+
+    def limit(self, parameter: str) -> Limit:
+        return self.limits.get(parameter) or inferred_limit(self.defaults[parameter])
 
 
 @dataclass
@@ -114,9 +119,10 @@ def _merge_thresholds(names, thresholds: dict) -> dict[str, dict]:
             bad = [k for k in override if k not in params]
             if bad:
                 raise InputError(f"thresholds[{name!r}]: expected parameters among {sorted(params)}, got {bad}")
-            params.update(override)
-        elif isinstance(override, Real) and not isinstance(override, bool) and math.isfinite(override):
-            params["threshold"] = override
+            params.update({key: checked_value(name, key, value, RULES[name].limit(key))
+                           for key, value in override.items()})
+        elif isinstance(override, Real) and not isinstance(override, bool):
+            params["threshold"] = checked_value(name, "threshold", override, RULES[name].limit("threshold"))
         else:
             raise InputError(f"thresholds[{name!r}]: expected a number or a dict of parameters, got {override!r}")
         merged[name] = params
@@ -264,20 +270,24 @@ RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in [
         Rule("entropy_collapse", "Entropy (trailing mean) below `threshold` times its starting value",
-             "critical", {"threshold": 0.3, "window": 3, "start_points": 3}, _entropy_collapse),
+             "critical", {"threshold": 0.3, "window": 3, "start_points": 3}, _entropy_collapse,
+             {"threshold": Limit.share(high_open=True)}),
         Rule("cov_positive", "Cov(log pi, A) positive for `threshold` logged steps in a row",
-             "warning", {"threshold": 20}, _cov_positive),
+             "warning", {"threshold": 20}, _cov_positive, {"threshold": Limit.count()}),
         Rule("zero_std_groups", "Share of zero-reward-variance groups (trailing mean) above `threshold`",
              "warning", {"threshold": 0.5, "window": 5},
-             _above_rule("zero_std_groups", "zero_std_group_frac", "The share of groups with zero reward variance")),
+             _above_rule("zero_std_groups", "zero_std_group_frac", "The share of groups with zero reward variance"),
+             {"threshold": Limit.share(low_open=False, high_open=True)}),
         Rule("pass_at_k_converging", "pass@k - pass@1 (largest k, trailing mean) below `threshold` times its start",
-             "warning", {"threshold": 0.25, "window": 5, "start_points": 3}, _pass_at_k_converging),
+             "warning", {"threshold": 0.25, "window": 5, "start_points": 3}, _pass_at_k_converging,
+             {"threshold": Limit.share(high_open=True)}),
         Rule("low_headroom", "Trustworthy predicted ceiling less than `threshold` above current performance",
-             "info", {"threshold": 0.02, "window": 5}, _low_headroom),
+             "info", {"threshold": 0.02, "window": 5}, _low_headroom, {"threshold": Limit()}),
         Rule("ess_low", "Importance-weight ESS fraction (trailing mean) below `threshold`",
-             "warning", {"threshold": 0.5, "window": 3}, _ess_low),
+             "warning", {"threshold": 0.5, "window": 3}, _ess_low, {"threshold": Limit.share()}),
         Rule("left_law_regime", "Entropy surging above (1 + `threshold`) times its start, or performance "
              "collapsing by `collapse` of its range, for `persist` points",
-             "critical", {"threshold": 0.5, "collapse": 0.5, "persist": 2}, _left_law_regime),
+             "critical", {"threshold": 0.5, "collapse": 0.5, "persist": 2}, _left_law_regime,
+             {"threshold": Limit(low_open=True), "collapse": Limit.share()}),
     ]
 }

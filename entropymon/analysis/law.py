@@ -267,6 +267,11 @@ def fit_series_law(
             s, h, r = s[: regime_exit.index], h[: regime_exit.index], r[: regime_exit.index]
             notes.append(f"{regime_exit.message}; points from there on are not fitted")
     n_warmup = _warmup_points(warmup, h)
+    if n_warmup >= h.size:
+        raise AnalysisError(
+            f"warmup: expected fewer warm-up points to leave out than the {h.size} points there are "
+            f"to fit, got {n_warmup}"
+        )
     if n_warmup:
         notes.append(
             f"excluded {n_warmup} warm-up point(s) before step {s[n_warmup]:g}, where entropy "

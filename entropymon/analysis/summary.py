@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from entropymon.analysis._frame import choose_performance, column_values, json_float, run_name, step_frame
+from entropymon.analysis._frame import (
+    choose_performance,
+    column_values,
+    json_float,
+    performance_reason,
+    run_name,
+    step_frame,
+)
 from entropymon.analysis.alerts import diagnose
 from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.forecast import forecast_ceiling
@@ -46,6 +53,7 @@ def summarize_run(
     try:
         performance_column = choose_performance(frame, performance)
         out["performance_column"] = performance_column
+        out["performance_reason"] = performance_reason(frame, performance, performance_column)
         out["performance_start"], out["performance_end"] = _ends(column_values(frame, performance_column))
     except AnalysisError as error:
         performance_column = None

@@ -72,6 +72,8 @@ def summary(
         )
     output.stdout.print(table)
     for item in summaries:
+        if item.get("performance_reason"):
+            output.stdout.print(f"{item['run']}: performance series {item['performance_reason']}", markup=False)
         output.stdout.print(f"{item['run']}: {output.verdict(item['trustworthy'], item['reason'])}", markup=False)
         backtest = (item.get("forecast") or {}).get("backtest") or {}
         if backtest.get("recent_baseline_rmse"):
@@ -106,6 +108,7 @@ def fit(
     linear trend) and scores an early prediction fitted on the first --fraction of the steps.
     Says plainly when the law does not predict this run.
     """
+    from entropymon.analysis._frame import performance_reason, step_frame
     from entropymon.analysis.forecast import forecast_ceiling
     from entropymon.analysis.prediction import early_prediction
     from entropymon.errors import AnalysisError, InputError
@@ -113,8 +116,13 @@ def fit(
     if not 0.0 < fraction < 1.0:
         raise InputError(f"--fraction: expected a share in (0, 1), got {fraction}")
     the_run = open_run(run)
+    warmup_value = parse_warmup(warmup)
+    n_steps = int(the_run.steps["step"].nunique()) if len(the_run.steps) else 0
+    if isinstance(warmup_value, int) and warmup_value >= n_steps:
+        raise InputError(f"--warmup: expected fewer leading points to leave out than the run's {n_steps} steps, "
+                         f"got {warmup_value}")
     options = dict(performance=performance, entropy=entropy, smoothing=parse_smoothing(smoothing),
-                   warmup=parse_warmup(warmup), bounds=parse_bounds(bounds), n_bootstrap=bootstrap)
+                   warmup=warmup_value, bounds=parse_bounds(bounds), n_bootstrap=bootstrap)
     forecast = forecast_ceiling(the_run, **options)
     try:
         early = early_prediction(the_run, fraction, **options).to_dict()
@@ -122,6 +130,9 @@ def fit(
     except AnalysisError as error:
         early = {"fraction": fraction, "error": str(error)}
     result = {"run": the_run.name, "path": str(run), **_forecast_dict(forecast), "early_prediction": early}
+    column = (result.get("fit") or {}).get("performance_column") or forecast.backtest.performance_column
+    if column:
+        result["performance_reason"] = performance_reason(step_frame(the_run), performance, column)
     if as_json:
         output.print_json(result)
         return
@@ -137,18 +148,34 @@ def _forecast_dict(forecast) -> dict:
     return out
 
 
+def _law_formula(a, b) -> str:
+    """``R = -a·e^H + b`` with the signs folded in: a = -0.007, b = -0.07 read ``R = 0.007·e^H - 0.07``."""
+    def signed(value, first: bool) -> str:
+        text = output.number(abs(value)) if value is not None else "-"
+        negative = value is not None and value < 0
+        if first:
+            return f"-{text}" if negative else text
+        return f"- {text}" if negative else f"+ {text}"
+
+    minus_a = None if a is None else -a
+    return f"R = {signed(minus_a, True)}·e^H {signed(b, False)}"
+
+
 def _print_fit(result: dict) -> None:
     fit_ = result.get("fit")
     out = output.stdout
     out.print(f"[bold]{result['run']}[/bold]", markup=True)
     if fit_ is not None:
-        out.print(f"law: R = -{output.number(fit_['a'])}·e^H + {output.number(fit_['b'])}   "
+        out.print(f"law: {_law_formula(fit_['a'], fit_['b'])}   "
                   f"(a {output.interval(fit_['a_ci'])}, b {output.interval(fit_['b_ci'])})", markup=False)
         out.print(f"fitted on {fit_['n']} points of {fit_['performance_column']} against {fit_['entropy_column']}, "
                   f"smoothing {fit_['smoothing']}, R² {output.number(fit_['r2'])}, RMSE {output.number(fit_['rmse'])}",
                   markup=False)
         for note in fit_.get("notes") or []:
             out.print(f"note: {note}", markup=False)
+    if result.get("performance_reason"):
+        out.print(f"performance series: {result['performance_reason']}", markup=False)
+    if fit_ is not None:
         out.print(f"ceiling (R at H = 0): {output.number(fit_['ceiling'])} {output.interval(fit_['ceiling_ci'])}"
                   + ("" if result.get("ceiling") is not None else "  (not a prediction)"), markup=False)
     backtest = result["backtest"]
@@ -177,6 +204,16 @@ def _print_fit(result: dict) -> None:
     out.print(f"verdict: {output.verdict(result['trustworthy'], result['reason'])}", markup=False)
 
 
+def rules_help() -> str:
+    """The rule names with what each checks and its defaults, for ``check --help``."""
+    from entropymon.analysis.alerts import RULES
+
+    lines = [f"{name} ({rule.severity}): {rule.description.replace('`', '')}; defaults "
+             + ", ".join(f"{key}={value}" for key, value in rule.defaults.items())
+             for name, rule in RULES.items()]
+    return "Rules (names for --rules and --threshold):\n\n" + "\n\n".join(lines)
+
+
 def check(
     run: RunArg,
     rules: Annotated[Optional[str], typer.Option(help="Comma-separated rule names (default: all rules).")] = None,
@@ -192,11 +229,14 @@ def check(
     cron); 1 a usage error (missing run, unknown rule, bad threshold).
     """
     from entropymon.analysis.alerts import RULES, diagnose
-    from entropymon.errors import InputError
+    from entropymon.errors import AnalysisError, InputError
 
     if fail_on not in FAIL_LEVELS:
         raise InputError(f"--fail-on: expected one of {list(FAIL_LEVELS)}, got {fail_on!r}")
     the_run = open_run(run)
+    if not len(the_run.steps):
+        raise AnalysisError(f"RUN: {run} has no steps logged yet, so there is nothing to check "
+                            "(healthy cannot be told from empty)")
     names = parse_rules(rules)
     alerts = diagnose(the_run, names, parse_thresholds(threshold))
     failing = [a for a in alerts if FAIL_LEVELS.index(a.severity) >= FAIL_LEVELS.index(fail_on)]

@@ -54,14 +54,48 @@ def _root(
         sys.stdout.write(ctx.get_help() + "\n")
 
 
-def _register(name: str, function) -> None:
+class _LateHelpCommand(typer.core.TyperCommand):
+    """A command whose --help ends with text computed only when the help is shown.
+
+    ``check --help`` lists the rule names from the rule registry; reading it when the CLI is
+    built would load pandas and the analysis for every ``entropymon`` call.
+    """
+
+    late_help = None  # () -> str
+
+    def format_help(self, ctx, formatter) -> None:
+        if self.late_help is not None and not getattr(self, "_late_help_added", False):
+            self.help = f"{self.help}\n\n{type(self).late_help()}"
+            self._late_help_added = True
+        return super().format_help(ctx, formatter)
+
+
+def _register(name: str, function, late_help=None) -> None:
     """Add ``function`` as the command ``name``, its docstring as the help.
 
     Paragraphs are re-flowed (rich keeps a docstring's hard line breaks otherwise) and the list
-    of commands shows the first one.
+    of commands shows the first one. ``late_help``: a function giving more help text, called
+    only when ``--help`` is shown.
     """
     paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(function.__doc__ or "").split("\n\n")]
-    app.command(name, help="\n\n".join(paragraphs), short_help=paragraphs[0])(function)
+    extra = {}
+    if late_help is not None:
+        extra["cls"] = type(f"{name.title()}Command", (_LateHelpCommand,), {"late_help": staticmethod(late_help)})
+    app.command(name, help="\n\n".join(paragraphs), short_help=paragraphs[0], **extra)(function)
+
+
+def _flags_show_no_type(command) -> None:
+    """Flags take no value: keep the help from showing ``--json <bool>`` as if they did.
+
+    Recent typer versions print each option's type, flags included; an empty metavar hides it.
+    """
+    commands = [command, *getattr(command, "commands", {}).values()]
+    help_names = (command.context_settings or {}).get("help_option_names", ["--help"])  # subcommands inherit them
+    for each in commands:
+        help_option = each.get_help_option(typer.Context(each, help_option_names=help_names))
+        for param in [*each.params, *([help_option] if help_option is not None else [])]:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
 
 
 COMMANDS = {
@@ -75,13 +109,15 @@ COMMANDS = {
     "list": runs.list_command,
     "dashboard": serve.dashboard,
 }
+LATE_HELP = {"check": analyse.rules_help}
 for _name, _function in COMMANDS.items():
-    _register(_name, _function)
+    _register(_name, _function, LATE_HELP.get(_name))
 
 
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     command = typer.main.get_command(app)
+    _flags_show_no_type(command)
     previous_showwarning = warnings.showwarning
     warnings.showwarning = output.show_warning
     try:

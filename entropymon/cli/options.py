@@ -64,27 +64,32 @@ def parse_bounds(text: str):
 
 
 def parse_thresholds(items: list[str] | None) -> dict:
-    """``rule=value`` or ``rule.parameter=value`` items -> the ``thresholds`` dict of ``diagnose``."""
+    """``rule=value`` or ``rule.parameter=value`` items -> the ``thresholds`` dict of ``diagnose``.
+
+    Only the syntax is checked here; ``diagnose`` checks each value against the range its rule
+    declares for the parameter (and makes counts integers), so a new rule needs nothing here.
+    """
     thresholds: dict = {}
     for item in items or []:
         key, sep, value_text = item.partition("=")
         try:
-            value = float(value_text)
+            value = int(value_text)
         except ValueError:
-            value = None
+            try:
+                value = float(value_text)
+            except ValueError:
+                value = None
         if not sep or not key.strip() or value is None:
             raise InputError(
                 f"--threshold: expected RULE=VALUE or RULE.PARAMETER=VALUE such as entropy_collapse=0.2, got {item!r}"
             )
         rule, _, parameter = key.strip().partition(".")
-        if value.is_integer() and parameter in ("window", "persist", "start_points"):
-            value = int(value)
         if parameter:
             existing = thresholds.get(rule)
             params = existing if isinstance(existing, dict) else ({} if existing is None else {"threshold": existing})
             params[parameter] = value
             thresholds[rule] = params
-        elif isinstance(thresholds.get(rule), dict):
+        elif isinstance(thresholds.get(rule), dict):  # RULE.PARAMETER=... came first
             thresholds[rule]["threshold"] = value
         else:
             thresholds[rule] = value

@@ -18,32 +18,48 @@ from entropymon.cli.options import open_run
 from entropymon.display import run_status
 
 IMPORT_KINDS = ("trl", "tensorboard", "verl", "csv")
-DEFAULT_LOGDIR = Path("runs")
 
 
 def list_command(
-    logdir: Annotated[Path, typer.Argument(help="A folder of runs (nested folders are searched).", metavar="LOGDIR")] = DEFAULT_LOGDIR,
+    logdir: Annotated[Optional[Path], typer.Argument(
+        help="A folder of runs (nested folders are searched); default ./runs if present, else the bundled "
+             "sample runs.", metavar="LOGDIR", show_default=False)] = None,
+    samples: Annotated[bool, typer.Option("--samples", help="List the sample runs that ship with entropymon "
+                                                            "(the table's title says where they are).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the runs under LOGDIR with their live status.
 
-    Status is live while a writer is running, closed when it finished, stopped when a writer
-    died without closing; with the number of steps, the last step and the start time.
+    Status is live while a writer is appending, finished when its writer closed it, terminated
+    when a signal stopped it, stopped when a writer died without closing, broken when its
+    run.json or tables cannot be read (the reason is shown); with the number of steps, the last
+    step and the start time.
     """
+    from entropymon.cli.serve import default_logdir, sample_logs_dir
+    from entropymon.errors import InputError, LogFormatError, RunNotFoundError
     from entropymon.log.reader import list_runs
 
+    if samples:
+        if logdir is not None:
+            raise InputError(f"LOGDIR: expected none with --samples, got {str(logdir)!r}")
+        logdir = sample_logs_dir()
+        if logdir is None:
+            raise RunNotFoundError("--samples: this installation has no bundled sample runs (entropymon.sample_logs)")
+    elif logdir is None:
+        logdir = default_logdir()
     rows = []
     for path in list_runs(logdir):
-        run = open_run(path)
-        steps = run.steps
-        rows.append({
-            "run": str(path.relative_to(logdir)) if path != logdir else path.name,
-            "path": str(path),
-            "status": _status(run),
-            "steps": int(steps["step"].nunique()) if "step" in steps.columns else 0,
-            "last_step": int(steps["step"].max()) if len(steps) else None,
-            "started_at": run.meta.get("started_at"),
-        })
+        row = {"run": str(path.relative_to(logdir)) if path != logdir else path.name, "path": str(path),
+               "status": "broken", "steps": 0, "last_step": None, "started_at": None}
+        try:
+            run = open_run(path)
+            steps = run.steps
+            row.update(status=run_status(run.meta.get("status"), run.is_live), started_at=run.meta.get("started_at"),
+                       steps=int(steps["step"].nunique()) if "step" in steps.columns else 0,
+                       last_step=int(steps["step"].max()) if len(steps) else None)
+        except (LogFormatError, OSError) as error:  # one unreadable run must not hide the others
+            row["error"] = output.one_line(error)
+        rows.append(row)
     if as_json:
         output.print_json(rows)
         return
@@ -57,16 +73,17 @@ def list_command(
         table.add_row(row["run"], row["status"], str(row["steps"]), output.number(row["last_step"], 9),
                       _short_time(row["started_at"]))
     output.stdout.print(table)
+    for row in rows:
+        if "error" in row:
+            output.stdout.print(f"{row['run']}: broken: {row['error']}", markup=False)
 
 
-def _status(run) -> str:
-    """live / closed / terminated / stopped (a run marked running whose writer is gone)."""
-    return run_status(run.meta.get("status"), run.is_live)
-
-
-def _short_time(iso: str | None) -> str:
+def _short_time(iso) -> str:
+    """An ISO time as local ``YYYY-mm-dd HH:MM:SS``; anything else (a hand-edited run.json) as it is."""
     if not iso:
         return "-"
+    if not isinstance(iso, str):
+        return str(iso)
     try:
         return dt.datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
@@ -131,16 +148,39 @@ def compact_command(
 
 def report_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders to put in the report.", metavar="RUN", show_default=False)],
-    out: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    out: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", show_default=False,
+        help="The HTML file to write (default: RUN/report.html for one run, report.html in the runs' "
+             "common folder for several).")] = None,
     title: Annotated[Optional[str], typer.Option(help="Title of the report.")] = None,
 ) -> None:
     """Write a self-contained static HTML report of one or more runs.
 
     Plotly figures are inlined (viewable offline): entropy and performance curves, the law fit
     with its ceiling, interval, skill and verdict, covariance and entropy dynamics, diversity,
-    and the alerts. Several runs are overlaid.
+    and the alerts. Several runs are overlaid. Without -o the report goes into the run folder
+    (RUN/report.html), or for several runs into the folder that holds them all.
     """
-    from entropymon.report.html import write_report
+    from entropymon.errors import IntegrationError
 
-    path = write_report([open_run(p) for p in runs], out, title=title)
+    opened = [open_run(p) for p in runs]  # a missing run is reported before anything else
+    try:
+        from entropymon.report.html import write_report
+    except ImportError as error:
+        from entropymon.cli.serve import dashboard_extra_message
+
+        raise IntegrationError(dashboard_extra_message(error)) from None
+    path = write_report(opened, out if out is not None else default_report_path(runs), title=title)
     output.stdout.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", markup=False)
+
+
+REPORT_FILE = "report.html"
+
+
+def default_report_path(runs: list[Path]) -> Path:
+    """RUN/report.html for one run; report.html in the runs' deepest common folder for several."""
+    if len(runs) == 1:
+        return runs[0] / REPORT_FILE
+    import os
+
+    return Path(os.path.commonpath([str(p.resolve()) for p in runs])) / REPORT_FILE

@@ -1,10 +1,10 @@
 """``entropymon demo`` and ``entropymon dashboard``: the commands that start something and keep running.
 
 Why here: both import heavy things (torch and TRL for the demo, Dash for the dashboard) only
-inside the command, so the rest of the CLI stays light. The dashboard's default logdir is
-``./runs`` when it exists, else the sample runs that ship with entropymon: in a checkout they
-sit at the repository root (``sample_logs/`` next to the package), in an installed package
-inside it (``entropymon/sample_logs``).
+inside the command, so the rest of the CLI stays light. The default logdir of ``dashboard``
+and ``list`` is ``./runs`` when it exists, else the sample runs that ship with entropymon: the
+package ``entropymon.sample_logs`` (inside the installed package from a wheel, the repository's
+``sample_logs/`` in an editable install); ``entropymon list --samples`` prints where they are.
 """
 
 from __future__ import annotations
@@ -19,16 +19,22 @@ from entropymon.cli import output
 DEFAULT_LOGDIR = Path("runs")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
-SAMPLE_LOGS = "sample_logs"
 
 
 def sample_logs_dir() -> Path | None:
-    """The bundled sample runs: in the installed package, else at the checkout's root; None if neither."""
-    package = Path(__file__).resolve().parents[1]  # entropymon/
-    for candidate in (package / SAMPLE_LOGS, package.parent / SAMPLE_LOGS):
-        if candidate.is_dir() and any(candidate.rglob("run.json")):
-            return candidate
-    return None
+    """The bundled sample runs (the package ``entropymon.sample_logs``); None when not installed."""
+    try:
+        from entropymon.sample_logs import folder
+    except ImportError:
+        return None
+    candidate = folder()
+    return candidate if candidate.is_dir() and any(candidate.rglob("run.json")) else None
+
+
+def dashboard_extra_message(error: ImportError) -> str:
+    """What to say when Dash or plotly is missing: the extra that installs them."""
+    missing = getattr(error, "name", None) or str(error)
+    return f"this needs the dashboard extra (missing module {missing!r}): pip install 'entropymon[dashboard]'"
 
 
 def default_logdir(cwd: Path | None = None) -> Path:
@@ -52,25 +58,30 @@ def dashboard(
         help="Folder of runs (default: ./runs if present, else the bundled sample runs).", show_default=False)] = None,
     host: Annotated[str, typer.Option(help="Address to serve on.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = DEFAULT_PORT,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Log every HTTP request (each open tab polls every 2 s).")] = False,
 ) -> None:
     """Serve the live Dash dashboard over a folder of runs.
 
     It follows runs while they grow. Without --logdir: ./runs when present, else the sample runs
-    that ship with entropymon.
+    that ship with entropymon. Requests are not logged unless --verbose.
     """
-    from entropymon.errors import RunNotFoundError
+    from entropymon.errors import IntegrationError, RunNotFoundError
 
     folder = logdir if logdir is not None else default_logdir()
     if not folder.is_dir():
-        raise RunNotFoundError(f"--logdir: expected a folder of runs, {folder} does not exist")
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise RunNotFoundError(f"--logdir: expected a folder of runs, {folder} {what}")
     try:
-        from entropymon_dashboard import serve
+        from entropymon_dashboard import PortInUseError, check_port_free, serve
     except ImportError as error:
-        raise RunNotFoundError(
-            f"the dashboard needs its extra: pip install 'entropymon[dashboard]' ({error})"
-        ) from None
-    output.stderr.print(f"serving {folder} at http://{host}:{port} (Ctrl+C stops)", markup=False)
-    serve(str(folder), host=host, port=port)
+        raise IntegrationError(dashboard_extra_message(error)) from None
+    try:
+        check_port_free(host, port)
+        output.stderr.print(f"serving {folder} at http://{host}:{port} (Ctrl+C stops)", markup=False)
+        serve(str(folder), host=host, port=port, verbose=verbose)
+    except PortInUseError as error:
+        raise PortInUseError(f"--port {port}: {host}:{port} is in use by another program (another "
+                             f"dashboard?); pass --port N to serve on another port") from error
 
 
 def demo(
@@ -87,7 +98,8 @@ def demo(
 
     Warm-starts a tiny language model on two-digit addition, then trains it with TRL's
     GRPOTrainer with entropymon attached, while the dashboard shows the run. Needs the torch and
-    trl extras.
+    trl extras. Run in a terminal, the dashboard keeps serving after training until Ctrl+C;
+    otherwise the last line says it stopped and how to reopen it (--no-dashboard skips it).
     """
     try:
         from entropymon.demo import run_demo

@@ -89,7 +89,7 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
     write(_summary_line(accuracy))
     write(f"next: entropymon summary {run_path}    entropymon fit {run_path}    entropymon dashboard --logdir {logdir}")
     if server is not None:
-        _keep_serving(server, keep_serving, write)
+        _keep_serving(server, keep_serving, write, logdir)
     return run_path
 
 
@@ -111,19 +111,28 @@ def _start_dashboard(logdir: Path, host: str, port: int, write):
     logdir.mkdir(parents=True, exist_ok=True)
     try:
         server = serve(str(logdir), host=host, port=port, background=True)
-    except Exception as error:  # noqa: BLE001 - a busy port must not stop the demo
-        write(f"dashboard: could not start on {host}:{port} ({error}); training without it")
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - a busy port must not stop the demo
+        write(f"dashboard: could not start on {host}:{port} ({error}); training without it - pass "
+              "--port N to serve it on another port, or --no-dashboard to train without it")
         return None
-    write(f"dashboard: {getattr(server, 'url', f'http://{host}:{port}')} (live while training)")
+    write(f"dashboard: {getattr(server, 'url', f'http://{host}:{port}')} (live while training; "
+          "--no-dashboard trains without it)")
     return server
 
 
-def _keep_serving(server, keep_serving: bool | None, write) -> None:
+def _keep_serving(server, keep_serving: bool | None, write, logdir: Path | None = None) -> None:
+    """After training: keep the dashboard up until Ctrl+C (interactive), or say it stopped and how to reopen it.
+
+    Someone who opens the link after the demo ends must not meet "connection refused" unexplained.
+    """
     if keep_serving is None:
         keep_serving = sys.stdin is not None and sys.stdin.isatty()
+    url = getattr(server, "url", "")
+    reopen = f"entropymon dashboard --logdir {logdir}" if logdir is not None else "entropymon dashboard"
     try:
         if keep_serving:
-            write(f"dashboard still serving at {getattr(server, 'url', '')} - Ctrl+C to stop")
+            write(f"training done; the dashboard keeps serving at {url} until Ctrl+C "
+                  f"(later, reopen it with: {reopen})")
             while True:
                 time.sleep(1.0)
     except KeyboardInterrupt:
@@ -132,3 +141,4 @@ def _keep_serving(server, keep_serving: bool | None, write) -> None:
         shutdown = getattr(server, "shutdown", None)
         if callable(shutdown):
             shutdown()
+    write(f"dashboard stopped ({url} no longer answers); reopen it with: {reopen}")

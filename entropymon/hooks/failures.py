@@ -63,14 +63,19 @@ class FailureLog:
         self._warn_once(_kind(stage, error), f"entropymon: {stage} failed and was skipped "
                         f"(training continues; counted in monitor_errors): {type(error).__name__}: {error}")
 
-    def record_bad_rows(self, argument: str, n_rows: int, n_total: int) -> None:
-        """Apply the NaN/inf policy to ``n_rows`` of ``n_total`` sequences with non-finite values."""
+    def record_bad_rows(self, argument: str, n_rows: int, n_total: int, found: str | None = None) -> None:
+        """Apply the NaN policy to ``n_rows`` of ``n_total`` sequences with NaN/inf or impossible values.
+
+        ``found`` says what was wrong (``logprobs: expected finite log-probs <= 0, got 3 > 0``);
+        warnings are once per ``argument`` whatever the numbers.
+        """
         if n_rows <= 0:
             return
         with self._lock:
             self.bad_rows += n_rows
-        message = (f"{argument}: expected finite values, got NaN/inf in {n_rows} of {n_total} "
-                   f"sequences; they were skipped (counted in monitor_bad_rows)")
+        what = found or f"{argument}: expected finite values, got NaN/inf"
+        message = (f"{what} in {n_rows} of {n_total} sequences; they were skipped "
+                   f"(counted in monitor_bad_rows)")
         if self.nan_policy == "raise":
             self._keep_for_caller(InputError(message))
         elif self.nan_policy == "warn":

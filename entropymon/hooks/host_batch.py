@@ -145,28 +145,73 @@ def _set_ref_logprobs(batch: HostBatch, ref_logprobs: torch.Tensor | None) -> No
         batch.ref_logprobs = ref_logprobs.to(torch.float64)
 
 
+# Values that cannot be what the argument claims: a log-probability above 0 or an entropy below 0
+# is a bug upstream (swapped arguments, a sign error), not a measurement. The slack absorbs the
+# rounding of other implementations (a float32 log-softmax can give +1e-7).
+ROUNDING_SLACK = 1e-3
+LOG_PROBABILITIES = ("logprobs", "old_logprobs", "ref_logprobs_token")
+
+
 def _drop_non_finite(batch: HostBatch, failures: FailureLog) -> HostBatch | None:
-    """Apply the NaN policy: sequences with a non-finite value at a valid position are skipped."""
+    """Apply the NaN policy: sequences with a NaN/inf or impossible value at a valid position are skipped.
+
+    Impossible: a log-prob > 0 or an entropy < 0 (beyond ``ROUNDING_SLACK``). ``-inf`` log-probs
+    (a sampled token of probability 0, or one below float32's range because logits overflowed)
+    are skipped too, and the warning says which it was.
+    """
     n_seq = batch.n_sequences
     bad = torch.zeros(n_seq, dtype=torch.bool)
-    culprits = []
+    found = []
     for name in ("entropies", "logprobs", "old_logprobs", "advantages_token", "ref_logprobs_token"):
         value = getattr(batch, name)
         if value is not None:
-            bad_here = (~torch.isfinite(value) & batch.mask).any(dim=1)  # (B,)
-            culprits += [name.removesuffix("_token")] if bool(bad_here.any()) else []
+            bad_values, what = _bad_values(name, value)
+            bad_here = (bad_values & batch.mask).any(dim=1)  # (B,)
+            if bool(bad_here.any()):
+                found.append((name.removesuffix("_token"), _describe_bad(value[batch.mask & bad_values], what)))
             bad |= bad_here
     for name in PER_SEQUENCE:
         value = getattr(batch, name)
         if value is not None:
-            bad_here = ~torch.isfinite(value)
-            culprits += [name] if bool(bad_here.any()) else []
-            bad |= bad_here
+            bad_values, what = _bad_values(name, value)
+            if bool(bad_values.any()):
+                found.append((name, _describe_bad(value[bad_values], what)))
+            bad |= bad_values
     n_bad = int(bad.sum())
     if n_bad == 0:
         return batch
-    failures.record_bad_rows("/".join(dict.fromkeys(culprits)), n_bad, n_seq)
+    names = "/".join(dict.fromkeys(name for name, _ in found))
+    failures.record_bad_rows(names, n_bad, n_seq, found="; ".join(f"{name}: {text}" for name, text in found))
     return None if n_bad == n_seq else batch.select(~bad)
+
+
+def _bad_values(name: str, value: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """(bool tensor of impossible values, what the argument must hold)."""
+    if name in LOG_PROBABILITIES or name == "ref_logprobs":  # a sequence log-prob is a sum of them: <= 0 too
+        return ~torch.isfinite(value) | (value > ROUNDING_SLACK), "finite log-probs <= 0"
+    if name == "entropies":
+        return ~torch.isfinite(value) | (value < -ROUNDING_SLACK), "finite entropies >= 0"
+    return ~torch.isfinite(value), "finite values"
+
+
+def _describe_bad(values: torch.Tensor, expected: str) -> str:
+    """``expected ..., got 2 NaN, 1 -inf, 3 > 0 (max 801)`` for the bad values of one argument."""
+    values = values.to(torch.float64)
+    parts = []
+    for count, what in ((int(torch.isnan(values).sum()), "NaN"), (int((values == float("inf")).sum()), "+inf"),
+                        (int((values == -float("inf")).sum()), "-inf")):
+        if count:
+            parts.append(f"{count} {what}")
+    finite = values[torch.isfinite(values)]
+    if finite.numel():
+        if "<= 0" in expected:
+            parts.append(f"{finite.numel()} > 0 (max {float(finite.max()):.4g})")
+        else:
+            parts.append(f"{finite.numel()} < 0 (min {float(finite.min()):.4g})")
+    note = ""
+    if "log-probs" in expected and bool((values == -float("inf")).any()):
+        note = " (-inf: a sampled token of probability 0, or a log-prob below float32's range: overflowing logits)"
+    return f"expected {expected}, got {', '.join(parts)}{note}"
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ from entropymon.errors import ImportFormatError, InputError, LogFormatError
 Progress = Callable[[int, int], None]
 
 IMPORT_PREFIX = "import/"
+MAX_STEP = 2**63 - 1  # steps are stored as int64
 _FLUSH_EVERY_ROWS = 500  # flush the writer's queue this often so no row is ever dropped
 
 
@@ -59,7 +60,9 @@ def as_step(value, *, where: str) -> int:
     number = as_float(value)
     if number is None or not math.isfinite(number) or number != int(number) or number < 0:
         raise ImportFormatError(f"{where}: expected a non-negative integer step, got {value!r}")
-    return int(number)
+    if (value if isinstance(value, int) else number) > MAX_STEP:
+        raise ImportFormatError(f"{where}: expected a step that fits int64 (at most {MAX_STEP}), got {value!r}")
+    return int(value) if isinstance(value, int) else int(number)
 
 
 @dataclass(frozen=True)
@@ -163,10 +166,9 @@ def write_imported(imported: ImportedRun, out, *, progress: Progress | None = No
     """Write ``imported`` as the entropymon run ``out`` (LOGDIR/RUN) and return its folder.
 
     Rows go through ``RunLog`` like a live run's; the queue is flushed every few hundred rows so
-    the writer never has to drop one, and a drop or writer error is raised, not ignored.
+    the writer never has to drop one, and a drop or writer error is raised, not ignored. A failed
+    import (bad data found while writing, Ctrl+C) removes the half-made run, so a retry works.
     """
-    from entropymon.log.writer import RunLog  # deferred: keeps `entropymon --help` light
-
     out = check_output_folder(out)
     if not imported.steps:
         raise ImportFormatError(f"{imported.source}: found no numeric scalars to import")
@@ -178,6 +180,33 @@ def write_imported(imported: ImportedRun, out, *, progress: Progress | None = No
         "name_mapping": dict(sorted(imported.mapping.items())),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
+    existed = out.exists()
+    try:
+        return _write_run(imported, out, config, sample_groups, total, progress)
+    except BaseException:
+        _remove_half_made(out, existed)  # so that a retry is not refused as "already holds a run"
+        raise
+
+
+def _remove_half_made(out: Path, existed: bool) -> None:
+    """Delete what a failed import wrote: the whole folder when it made it, else only the run's files."""
+    import shutil
+
+    from entropymon.log.schema import RUN_META_FILE, TABLES
+
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for table in TABLES:
+        shutil.rmtree(out / table, ignore_errors=True)
+    for path in [out / RUN_META_FILE, *out.glob("rank-*.heartbeat")]:
+        path.unlink(missing_ok=True)
+
+
+def _write_run(imported: ImportedRun, out: Path, config: dict, sample_groups, total: int,
+               progress: Progress | None) -> Path:
+    from entropymon.log.writer import RunLog  # deferred: keeps `entropymon --help` light
+
     done = 0
     with RunLog(out.parent, run=out.name, config=config) as log:
         for step in sorted(imported.steps):

@@ -5,6 +5,12 @@ a table of entropy and performance per step; it is also the format of the public
 law fit is checked against. ``performance_kind`` says what the performance column is: a training
 reward mean goes to ``reward_mean``, a held-out accuracy to ``eval_accuracy``. Any other numeric
 column is kept as ``import/<column>``.
+
+A CSV without ``entropy`` and ``performance`` columns is read as a table of metrics a trainer
+logged (veRL's ``all_metrics.csv``, a wandb export): its columns are mapped with the names the
+TensorBoard and TRL importers know (``actor/entropy`` -> ``entropy_mean``, ``critic/score/mean``
+-> ``reward_mean``, one unambiguous validation accuracy -> ``eval_accuracy``, ...). A CSV in
+which nothing maps to an entropy or a performance is refused, naming the columns it has.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from entropymon.errors import ImportFormatError
-from entropymon.importers.common import IMPORT_PREFIX, ImportedRun, Progress, write_imported
+from entropymon.importers.common import IMPORT_PREFIX, ImportedRun, NameMap, Progress, build_imported, write_imported
 
 # performance_kind value -> registry column
 PERFORMANCE_KINDS = {
@@ -28,6 +34,20 @@ PERFORMANCE_KINDS = {
     "test_acc": "eval_accuracy",
 }
 CURVE_FILE = "curve.csv"
+CURVE_COLUMNS = ("entropy", "performance")
+# what makes an import worth analysing: an entropy, or a performance the law can be fitted to
+ANALYSABLE = ("entropy_mean", "reward_mean", "eval_accuracy")
+
+
+def _known_names() -> tuple[NameMap, str]:
+    """The veRL / OpenRLHF / TRL names the other importers map (TensorBoard tags and TRL's keys)."""
+    from entropymon.importers.tensorboard import TENSORBOARD_ACCURACY, TENSORBOARD_NAMES
+    from entropymon.importers.trl import TRL_ACCURACY, TRL_NAMES
+
+    exact = {column: tuple(dict.fromkeys((*TENSORBOARD_NAMES.exact.get(column, ()), *TRL_NAMES.exact.get(column, ()))))
+             for column in (*TENSORBOARD_NAMES.exact, *TRL_NAMES.exact)}
+    names = NameMap(exact=exact, patterns=(*TENSORBOARD_NAMES.patterns, *TRL_NAMES.patterns))
+    return names, f"(?:{TENSORBOARD_ACCURACY})|(?:{TRL_ACCURACY})"
 
 
 def read_curves_csv(src) -> ImportedRun:
@@ -44,12 +64,17 @@ def read_curves_csv(src) -> ImportedRun:
     if "step" not in frame.columns:
         raise ImportFormatError(f"{path}: expected a 'step' column, got columns {list(frame.columns)}")
     steps = pd.to_numeric(frame["step"], errors="coerce")
-    bad = steps.isna() | (steps < 0) | (steps != steps.round())
+    bad = steps.isna() | (steps < 0) | (steps != steps.round()) | (steps.astype(np.float64) >= 2.0**63)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
+        value = frame["step"].iloc[row]
+        limit = " below 2**63 (steps are int64)" if pd.notna(steps.iloc[row]) and steps.iloc[row] >= 2.0**63 else ""
         raise ImportFormatError(
-            f"{path}: row {row + 2}: expected a non-negative integer step, got {frame['step'].iloc[row]!r}"
+            f"{path}: row {row + 2}: expected a non-negative integer step{limit}, "
+            f"got {value.item() if hasattr(value, 'item') else value!r}"
         )
+    if not any(column in frame.columns for column in CURVE_COLUMNS):
+        return _read_metrics_table(frame, steps, path)
     imported = ImportedRun("csv", path)
     if "performance" in frame.columns:
         _add_performance(imported, frame, steps, path)
@@ -63,6 +88,27 @@ def read_curves_csv(src) -> ImportedRun:
         for step, value in zip(steps, values):
             if pd.notna(value):
                 imported.add(int(step), target, value, original=str(column))
+    return imported
+
+
+def _read_metrics_table(frame: pd.DataFrame, steps: pd.Series, path: Path) -> ImportedRun:
+    """A wide CSV of logged metrics (one column per metric name) mapped with the known names."""
+    records = []
+    for column in frame.columns:
+        if column == "step":
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        records += [(int(step), str(column), float(value)) for step, value in zip(steps, values) if pd.notna(value)]
+    names, accuracy = _known_names()
+    imported = build_imported("csv", path, records, names, accuracy_pattern=accuracy)
+    if not any(column in ANALYSABLE for columns in imported.steps.values() for column in columns):
+        shown = [str(c) for c in frame.columns]
+        raise ImportFormatError(
+            f"{path}: expected curve columns (step, entropy, performance, performance_kind) or metric names "
+            f"veRL, OpenRLHF or TRL log (such as actor/entropy, critic/score/mean, train/reward), got "
+            f"{len(shown)} columns none of which is an entropy or a performance: {shown[:20]}"
+            + (" ..." if len(shown) > 20 else "")
+        )
     return imported
 
 

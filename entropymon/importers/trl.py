@@ -89,6 +89,8 @@ def read_log_history(state_path: Path) -> list[tuple[int, str, float]]:
         raise ImportFormatError(f"{state_path}: expected JSON, the file is corrupt ({error})") from None
     except UnicodeDecodeError as error:
         raise ImportFormatError(f"{state_path}: not a text file ({error})") from None
+    except RecursionError:
+        raise ImportFormatError(f"{state_path}: expected a Trainer state, got JSON nested too deeply to be one") from None
     history = state.get("log_history") if isinstance(state, dict) else None
     if not isinstance(history, list):
         raise ImportFormatError(f"{state_path}: expected an object with a 'log_history' list (a Trainer state)")

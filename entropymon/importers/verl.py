@@ -55,6 +55,9 @@ def read_verl_jsonl(src) -> list[tuple[int, str, float]]:
                 warnings.warn(f"{path}: line {number} is truncated (a run still writing or killed); skipped it", stacklevel=2)
                 break
             raise ImportFormatError(f"{path}: line {number}: expected a JSON object, got invalid JSON ({error})") from None
+        except RecursionError:
+            raise ImportFormatError(f"{path}: line {number}: expected a JSON object of metrics, got JSON "
+                                    "nested too deeply to be one") from None
         if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict):
             raise ImportFormatError(
                 f"{path}: line {number}: expected an object {{\"step\": N, \"data\": {{...}}}} "

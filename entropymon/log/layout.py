@@ -77,7 +77,7 @@ def read_manifest(path: Path) -> Manifest | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         merged, replaced = str(data["merged"]), [str(name) for name in data["replaced"]]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         warn_once(path, f"{path}: skipped an unreadable compaction manifest ({error})")
         return None
     return Manifest(path, parsed[0], parsed[1], merged, replaced)

@@ -55,24 +55,36 @@ def create_generated_run(logdir: Path) -> Path:
     raise InputError(f"logdir: could not find a free run name like {base!r} in {logdir}")
 
 
-def _to_json_value(value, where: str, converted: list[str]):
-    """``value`` with every part made a JSON type; ``converted`` collects where str() was used."""
+def _to_json_value(value, where: str, converted: list[str], parents: tuple[int, ...] = ()):
+    """``value`` with every part made a JSON type; ``converted`` collects where str() was used.
+
+    ``parents``: ids of the containers above ``value``; a container that holds itself (directly or
+    deeper down) cannot be written as JSON and is an ``InputError`` naming where the cycle closes.
+    """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, (Mapping, list, tuple)) or dataclasses.is_dataclass(value):
+        if id(value) in parents:
+            raise InputError(f"config: expected a tree of values, got a reference cycle: {where or 'config'} "
+                             "holds a container it is inside of")
+        parents = (*parents, id(value))
     if isinstance(value, Mapping):
-        return {str(k): _to_json_value(v, f"{where}.{k}" if where else str(k), converted) for k, v in value.items()}
+        return {str(k): _to_json_value(v, f"{where}.{k}" if where else str(k), converted, parents)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_json_value(v, f"{where}[{i}]", converted) for i, v in enumerate(value)]
+        return [_to_json_value(v, f"{where}[{i}]", converted, parents) for i, v in enumerate(value)]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _to_json_value(dataclasses.asdict(value), where, converted)
+        return _to_json_value(dataclasses.asdict(value), where, converted, parents)
     if hasattr(value, "to_dict") and callable(value.to_dict):  # e.g. transformers' TrainingArguments
         try:
-            return _to_json_value(value.to_dict(), where, converted)
+            return _to_json_value(value.to_dict(), where, converted, parents)
+        except InputError:
+            raise
         except Exception:
             pass
     if hasattr(value, "item") and callable(value.item) and getattr(value, "size", 1) == 1:  # numpy scalar
         try:
-            return _to_json_value(value.item(), where, converted)
+            return _to_json_value(value.item(), where, converted, parents)
         except Exception:
             pass
     if isinstance(value, os.PathLike):
@@ -90,7 +102,11 @@ def config_to_json(config) -> dict | None:
     if config is None:
         return None
     converted: list[str] = []
-    value = _to_json_value(config, "", converted)
+    try:
+        value = _to_json_value(config, "", converted)
+    except RecursionError:  # a cycle through an object's to_dict() or a dataclass, or absurd depth
+        raise InputError("config: expected a tree of values, got one nested too deeply (or a reference "
+                         "cycle) to store in run.json") from None
     if not isinstance(value, dict):
         raise InputError(
             f"config: expected a mapping, a dataclass or an object with to_dict(), got {type(config).__name__}"
@@ -124,10 +140,14 @@ def read_meta(run_path: Path) -> dict:
         raise LogFormatError(f"{meta_path}: expected an entropymon run.json, found no such file") from None
     except OSError as error:
         raise LogFormatError(f"{meta_path}: could not read run.json ({error})") from None
+    except UnicodeDecodeError as error:
+        raise LogFormatError(f"{meta_path}: expected UTF-8 JSON, the file is corrupt ({error})") from None
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as error:
         raise LogFormatError(f"{meta_path}: expected JSON, the file is corrupt ({error})") from None
+    except RecursionError:
+        raise LogFormatError(f"{meta_path}: expected run.json, got JSON nested too deeply to be one") from None
     if not isinstance(meta, dict) or "schema_version" not in meta:
         raise LogFormatError(f"{meta_path}: expected an object with 'schema_version', got {text[:80]!r}")
     return meta

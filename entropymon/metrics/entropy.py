@@ -11,7 +11,10 @@ logits, their exponentials and two row sums, and the entropy is formed from thos
     H = log S - sum(exp(s) * s) / S            log pi(y) = s[y] - log S
 
 Everything is accumulated in float32 (float64 for float64 input), so bf16/fp16 logits and
-logits of +-1e4 are exact to float32 rounding. These are observations of the policy, never part
+logits of +-1e4 are exact to float32 rounding. s is floored at ``S_FLOOR`` before exp (see there):
+a ``-inf`` logit (a masked vocabulary slot, a banned token) is a token of probability 0 that adds
+nothing to the entropy, which stays finite. Only NaN, ``+inf`` and rows that are ``-inf``
+everywhere (no distribution at all) are bad input. These are observations of the policy, never part
 of its loss: no autograd graph is built.
 """
 
@@ -28,6 +31,12 @@ from entropymon.metrics._validate import bool_mask, positive_number
 # chunks amortise kernel launches.
 CPU_SCRATCH_BYTES = 2**20
 GPU_SCRATCH_BYTES = 512 * 2**20
+# s = (z - max z)/tau is floored here before exp. exp(-80) = 1.8e-35 adds at most V * 80 * 1.8e-35
+# (< 1e-28 for any vocabulary) to S >= 1 and to sum exp(s) * s: nothing at float32 or float64
+# precision. It makes a -inf logit (probability 0) contribute 0 instead of exp(-inf) * -inf = NaN,
+# and keeps exp off its slow underflow path: exp of values below -88 (masked slots, peaked
+# policies at low temperature) ran 20-90x slower than exp of ordinary values (benchmarks/README.md).
+S_FLOOR = -80.0
 
 
 @torch.no_grad()
@@ -36,9 +45,11 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0, mask: torch.Te
     """Entropy in nats of ``softmax(logits / temperature)`` at every position.
 
     logits: (..., V) floating; mask: (...) bool or 0/1, False positions are skipped and return 0.
-    Returns a float32 tensor of shape ``logits.shape[:-1]`` (0 <= H <= log V).
-    Raises InputError on bad shapes/dtypes/temperature, an all-false mask, or NaN/inf logits at
-    valid positions (count them first with ``nonfinite_rows`` to mask such rows instead).
+    Returns a float32 tensor of shape ``logits.shape[:-1]`` (0 <= H <= log V). ``-inf`` logits are
+    allowed (probability 0). Raises InputError on bad shapes/dtypes/temperature (including one so
+    small that ``1/temperature`` overflows the working dtype), an all-false mask, or NaN / +inf
+    logits or an all ``-inf`` row at valid positions (find them first with ``nonfinite_rows`` to
+    mask such rows instead).
     """
     entropy, _ = _entropy_pass(logits, None, temperature, mask, scratch_bytes)
     return entropy
@@ -58,12 +69,13 @@ def token_entropy_and_logprob(logits: torch.Tensor, token_ids: torch.Tensor, tem
 
 @torch.no_grad()
 def nonfinite_rows(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Bool tensor of shape ``x.shape[:-1]``: True where a valid row holds NaN or +-inf.
+    """Bool tensor of shape ``x.shape[:-1]``: True where a valid row has no entropy to compute.
 
-    Cheap: one read of ``x`` (a row sum is non-finite exactly when the row holds a non-finite
-    value, unless finite values overflow, so only rows whose sum is non-finite are re-checked
-    element-wise). Masked rows are reported False. The streaming layer uses it to apply its
-    ``nan_policy`` before calling ``token_entropy``.
+    That is a row holding NaN or ``+inf``, or a row that is ``-inf`` everywhere; a row with some
+    ``-inf`` slots (a masked vocabulary) is fine. Cheap: one read of ``x`` (a row sum is
+    non-finite exactly when the row holds a non-finite value, unless finite values overflow, so
+    only rows whose sum is non-finite are re-checked element-wise). Masked rows are reported
+    False. The streaming layer uses it to apply its ``nan_policy`` before calling ``token_entropy``.
     """
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise InputError(f"x: expected a tensor with at least 1 dimension, got {_describe(x)}")
@@ -75,7 +87,9 @@ def nonfinite_rows(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.T
     bad = ~torch.isfinite(row_sums)
     if bad.any():
         # confirm element-wise on the suspect rows only (a sum of huge finite values may overflow)
-        bad[bad.clone()] = ~torch.isfinite(x.detach()[bad]).all(-1)
+        suspects = x.detach()[bad]  # (n, V)
+        no_distribution = torch.isnan(suspects) | (suspects == float("inf"))
+        bad[bad.clone()] = no_distribution.any(-1) | (suspects == -float("inf")).all(-1)
     if mask is not None:
         bad &= mask
     return bad
@@ -85,6 +99,12 @@ def _entropy_pass(logits, token_ids, temperature, mask, scratch_bytes):
     _check_logits(logits, need_rows=token_ids is not None)
     inv_temperature = 1.0 / positive_number(temperature, "temperature")
     lead_shape, vocab = logits.shape[:-1], logits.shape[-1]
+    work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    if inv_temperature > torch.finfo(work_dtype).max:
+        raise InputError(
+            f"temperature: expected a value whose inverse fits {work_dtype} (temperature > "
+            f"{1 / torch.finfo(work_dtype).max:.3g}), got {temperature!r}: logits/temperature overflows"
+        )
     mask = None if mask is None else bool_mask(mask, lead_shape, "mask", " (logits.shape[:-1])")
     if token_ids is not None:
         _check_token_ids(token_ids, lead_shape, vocab, mask)
@@ -100,7 +120,6 @@ def _entropy_pass(logits, token_ids, temperature, mask, scratch_bytes):
     if valid is not None and not bool(valid.any()):
         raise InputError(f"mask: expected at least one True position, got all {n_rows} positions masked out")
 
-    work_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     budget = scratch_bytes or (GPU_SCRATCH_BYTES if logits.device.type != "cpu" else CPU_SCRATCH_BYTES)
     chunk = max(1, min(n_rows, int(budget) // (2 * vocab * torch.finfo(work_dtype).bits // 8)))
     scratch = _Scratch(chunk, vocab, work_dtype, logits.device)
@@ -129,12 +148,12 @@ def _entropy_pass(logits, token_ids, temperature, mask, scratch_bytes):
 
     log_total = total.log()  # (N,)
     entropy = log_total - weighted / total  # H = log S - sum(exp(s) * s) / S
-    logprob = None if picked is None else picked - log_total  # log pi(y) = s[y] - log S
     if valid is not None:
         entropy.masked_fill_(~valid, 0.0)
-        if logprob is not None:
-            logprob.masked_fill_(~valid, 0.0)
-    _raise_on_nonfinite(entropy, lead_shape)
+    _raise_on_nonfinite(entropy, rows, lead_shape)
+    logprob = None if picked is None else picked - log_total  # log pi(y) = s[y] - log S
+    if logprob is not None and valid is not None:
+        logprob.masked_fill_(~valid, 0.0)
     entropy.clamp_(min=0.0)  # rounding can give -1e-7 for a one-hot row
     entropy = entropy.to(torch.float32).reshape(lead_shape)
     if logprob is not None:
@@ -154,8 +173,8 @@ class _Scratch:
 def _chunk_sums(block, block_ids, inv_temperature, scratch: _Scratch, out=None):
     """(S, sum exp(s) * s, s[y]) of the rows of block (R, V), s = (z - max z)/tau, in float32/64.
 
-    Five passes over a cache-sized chunk, all into preallocated buffers (``out`` when given):
-    max, shift, exp, two row sums; the product is formed in place in the shifted buffer.
+    Six passes over a cache-sized chunk, all into preallocated buffers (``out`` when given):
+    max, shift, floor, exp, two row sums; the product is formed in place in the shifted buffer.
     """
     n = block.shape[0]
     shifted, exps, row_max = scratch.shifted[:n], scratch.exps[:n], scratch.row_max[:n]  # (R, V), (R, 1)
@@ -168,29 +187,36 @@ def _chunk_sums(block, block_ids, inv_temperature, scratch: _Scratch, out=None):
         shifted.sub_(row_max)
     if inv_temperature != 1.0:
         shifted.mul_(inv_temperature)  # (z - max z)/tau == z/tau - max(z/tau) for tau > 0
-    torch.exp(shifted, out=exps)
     total_out, weighted_out, picked_out = out if out is not None else (None, None, None)
     picked = None
     if block_ids is not None:
-        picked = shifted.gather(1, block_ids.unsqueeze(-1)).squeeze(-1)  # (R,) s[y], before the in-place product
+        picked = shifted.gather(1, block_ids.unsqueeze(-1)).squeeze(-1)  # (R,) s[y], before the floor
         if picked_out is not None:
             picked_out.copy_(picked)
+    shifted.clamp_(min=S_FLOOR)  # log pi(y) above keeps its true value; NaN stays NaN
+    torch.exp(shifted, out=exps)
     total = torch.sum(exps, -1, out=total_out) if total_out is not None else exps.sum(-1)  # (R,) S >= 1
     shifted.mul_(exps)  # (R, V) exp(s) * s
     weighted = torch.sum(shifted, -1, out=weighted_out) if weighted_out is not None else shifted.sum(-1)  # (R,)
     return total, weighted, picked
 
 
-def _raise_on_nonfinite(entropy, lead_shape):
+def _raise_on_nonfinite(entropy, rows, lead_shape):
     bad = ~torch.isfinite(entropy)  # (N,) only valid rows can be non-finite: masked rows are 0
     n_bad = int(bad.sum())
     if n_bad:
         first = bad.nonzero()[0, 0].item()
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), lead_shape)) if lead_shape else ()
+        bad_rows = rows[bad]  # (n_bad, V)
+        n_nan = int(torch.isnan(bad_rows).any(-1).sum())
+        n_posinf = int((bad_rows == float("inf")).any(-1).sum())
+        n_neginf = int((bad_rows == -float("inf")).all(-1).sum())
+        found = ", ".join(f"{count} with {what}" for count, what in
+                          ((n_nan, "NaN"), (n_posinf, "+inf"), (n_neginf, "-inf in every slot")) if count)
         raise InputError(
-            f"logits: expected finite values, got NaN/inf at {n_bad} of {entropy.numel()} positions "
-            f"(first at index {index}); mask those rows (see entropymon.metrics.entropy.nonfinite_rows) "
-            "or let the monitor's nan_policy skip them"
+            f"logits: expected finite values or -inf in some slots, got {n_bad} of {entropy.numel()} "
+            f"positions without a distribution ({found or 'NaN/inf'}; first at index {index}); mask those "
+            "rows (see entropymon.metrics.entropy.nonfinite_rows) or let the monitor's nan_policy skip them"
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +91,10 @@ def write_report(runs, path, *, title: str | None = None, n_bootstrap: int = 100
     path = Path(path)
     if path.is_dir():
         raise InputError(f"path: expected an HTML file name, {path} is a folder")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    # os.open with mode 0o666 lets the umask decide the permissions, as for any file a user writes
+    # (mkstemp would make it private, -rw-------, whatever the umask)
+    temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(document)
