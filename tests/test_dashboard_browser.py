@@ -163,7 +163,7 @@ def test_token_view_shows_text_coloured_by_entropy(page):
 SAMPLE_LOGS = Path(__file__).resolve().parents[1] / "sample_logs"
 SAMPLE_GRAPHS = ("entropy-curves", "performance-curves", "entropy-heatmap", "entropy-quantiles", "forking-share",
                  "law-scatter", "law-prediction", "law-ceiling", "cov-forms", "cov-dh", "cov-split", "cov-top",
-                 "div-zero-std", "div-pass-k", "div-length")
+                 "cov-attribution", "div-zero-std", "div-pass-k", "div-length")
 
 
 def test_the_bundled_sample_runs_render_on_every_page(browser):

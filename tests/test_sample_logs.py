@@ -29,6 +29,23 @@ def test_each_sample_run_is_a_real_collapse_with_rising_accuracy(name):
     assert np.nanmax(np.abs(steps["entropy_mean"] - steps["trl/entropy"])) < 1e-3
 
 
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_each_sample_run_carries_the_dh_probe_and_its_answer(name):
+    from entropymon.analysis.dynamics import entropy_dynamics
+
+    run = read_run(SAMPLE_LOGS / name)
+    probed = run.step_metrics.dropna(subset=["dh_same_batch"])
+    assert len(probed) == 50 and (probed["step"] % 10 == 0).all()  # the demo probes every 10th step
+    np.testing.assert_allclose(probed["dh_sum_pos_adv"] + probed["dh_sum_zero_adv"] + probed["dh_sum_neg_adv"],
+                               probed["dh_sum"], atol=1e-6)
+    dynamics = entropy_dynamics(run)
+    assert dynamics.observed == "same_batch"
+    # measured, not tuned: the logit-space first order explains the change far better than either covariance
+    logit = dynamics.fits["dh_pred_logit"]
+    assert logit.r2 > 2 * max(dynamics.fits[form].r2 for form in ("cov_logp_adv", "cov_logp_piadv"))
+    assert logit.eta_ci[0] < 1.0 < logit.eta_ci[1] or abs(logit.eta_eff - 1.0) < 0.3
+
+
 def test_the_two_sample_runs_differ_only_in_sampling_temperature():
     configs = {name: read_run(SAMPLE_LOGS / name).meta["config"] for name in RUNS}
     base, hot = configs["grpo-temp1.0"]["demo"]["grpo"], configs["grpo-temp1.3"]["demo"]["grpo"]
