@@ -47,13 +47,13 @@ def main() -> None:
     for n in (60, 1_000, 10_000):
         frame = _law_run(n)
         h, r = frame["entropy_mean"].to_numpy(), frame["reward_mean"].to_numpy()
-        ours = _best_of(lambda: fit_entropy_law(h, r, n_bootstrap=1000))
-        base = _best_of(lambda: _loop_bootstrap(h, r, 1000), repeats=2)
+        ours = _best_of(lambda h=h, r=r: fit_entropy_law(h, r, n_bootstrap=1000))
+        base = _best_of(lambda h=h, r=r: _loop_bootstrap(h, r, 1000), repeats=2)
         print(f"{f'fit, {n} points, 1000 bootstrap':<42} {ours * 1e3:>10.1f}ms {base * 1e3:>10.1f}ms {ours / base:>8.3f}")
     for n in (1_000, 10_000):
         frame = _law_run(n)
-        t_backtest = _best_of(lambda: backtest(frame), repeats=3)
-        t_forecast = _best_of(lambda: forecast_ceiling(frame), repeats=3)
+        t_backtest = _best_of(lambda frame=frame: backtest(frame), repeats=3)
+        t_forecast = _best_of(lambda frame=frame: forecast_ceiling(frame), repeats=3)
         print(f"{f'backtest, {n} steps (40 origins)':<42} {t_backtest * 1e3:>10.1f}ms")
         print(f"{f'forecast_ceiling (verdict), {n} steps':<42} {t_forecast * 1e3:>10.1f}ms")
 

@@ -67,7 +67,8 @@ def check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise PortInUseError(f"port: expected a free port, {host}:{port} is in use by another program") from None
+                raise PortInUseError(
+                    f"port: expected a free port, {host}:{port} is in use by another program") from None
             raise InputError(f"host: could not serve on {host}:{port} ({error.strerror or error})") from None
 
 

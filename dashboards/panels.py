@@ -242,7 +242,7 @@ def step_rows(store: RunStore, run_id, step: int) -> tuple[pd.DataFrame, pd.Data
         return pd.DataFrame(), pd.DataFrame()
 
     def build(s):
-        return (read_table(s.entry.path, "samples", steps=int(step)), read_table(s.entry.path, "tokens", steps=int(step)))
+        return tuple(read_table(s.entry.path, table, steps=int(step)) for table in ("samples", "tokens"))
 
     return store.derived(state, ("step_rows", int(step)), build)
 

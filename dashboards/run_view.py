@@ -16,8 +16,8 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from dash import Input, Output, State, html
 

@@ -8,8 +8,8 @@ per run version; a run that cannot be read or has no steps still gets a row sayi
 from __future__ import annotations
 
 from entropymon.analysis.summary import summarize_run
-from entropymon.display import BROKEN, run_status as status_word
-from entropymon.display import trust_word
+from entropymon.display import BROKEN, trust_word
+from entropymon.display import run_status as status_word
 from entropymon_dashboard.store import RunState, RunStore
 
 COLUMNS = (
@@ -45,7 +45,7 @@ def _summary(state: RunState) -> dict:
         return {"steps": 0, "reason": state.message()}
     try:
         return summarize_run(frame, n_bootstrap=SUMMARY_BOOTSTRAP)
-    except Exception as error:  # the table must still list the run
+    except Exception as error:  # noqa: BLE001 - the table must still list the run
         return {"steps": int(len(frame)), "reason": f"summary failed: {error}"}
 
 

@@ -71,7 +71,7 @@ class RunState:
             if self.run is not None and self.error is None:
                 try:
                     frame = self.run.step_metrics
-                except Exception as error:  # a corrupt or foreign log must not break the page
+                except Exception as error:  # noqa: BLE001 - a corrupt or foreign log must not break the page
                     self.error = f"run {self.name} cannot be read: {error}"
             self._frames["step_metrics"] = frame
         return self._frames["step_metrics"]
@@ -80,7 +80,7 @@ class RunState:
     def is_live(self) -> bool:
         try:
             return self.run is not None and bool(self.run.is_live)
-        except Exception:
+        except Exception:  # noqa: BLE001 - an unreadable heartbeat reads as not live
             return False
 
     def message(self) -> str | None:
@@ -137,6 +137,6 @@ class RunStore:
     def _load(entry: RunEntry, version: str, previous: Run | None) -> RunState:
         try:
             run = previous.refresh() if previous is not None else read_run(entry.path)
-        except Exception as error:  # missing/corrupt run.json: show it as a broken run
+        except Exception as error:  # noqa: BLE001 - missing/corrupt run.json: show it as a broken run
             return RunState(entry, version, None, f"run {entry.run_id} cannot be read: {error}")
         return RunState(entry, version, run)

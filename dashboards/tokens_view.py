@@ -92,7 +92,7 @@ def completions_view(samples: pd.DataFrame, tokens: pd.DataFrame, color_by: str 
         return [html.P("No completions match these filters.", className="message")]
     column = "entropy" if color_by == "entropy" else "cov"
     scale = tokens[column] if column in tokens.columns else None
-    by_sample = {key: rows for key, rows in tokens.groupby(["rank", "sample_id"], sort=False)} if not tokens.empty else {}
+    by_sample = dict(iter(tokens.groupby(["rank", "sample_id"], sort=False))) if not tokens.empty else {}
     if by_sample:  # completions with token rows first: they are what this view is for
         has_tokens = [(r, s) in by_sample for r, s in zip(samples["rank"], samples["sample_id"])]
         samples = samples.iloc[np.argsort(~np.asarray(has_tokens), kind="stable")]

@@ -34,6 +34,7 @@ _EXPORTS = {
     # analysis (no torch)
     "fit_entropy_law": "entropymon.analysis.law",
     "fit_run_law": "entropymon.analysis.law",
+    "LawOptions": "entropymon.analysis.law",
     "early_prediction": "entropymon.analysis.prediction",
     "backtest": "entropymon.analysis.prediction",
     "ceiling_curve": "entropymon.analysis.prediction",
@@ -42,6 +43,7 @@ _EXPORTS = {
     "entropy_dynamics": "entropymon.analysis.dynamics",
     "diagnose": "entropymon.analysis.alerts",
     "compare_runs": "entropymon.analysis.compare",
+    "summarize": "entropymon.analysis.summary",
     "summarize_run": "entropymon.analysis.summary",
 }
 

@@ -401,9 +401,9 @@ def test_list_shows_a_start_time_that_is_not_a_string(tmp_path, capsys):
 
 def test_status_words_are_the_same_in_list_and_dashboard(tmp_path, capsys):
     from entropymon.display import STATUS_WORDS
+    from entropymon_dashboard.catalog import RunCatalog
     from entropymon_dashboard.runs_table import run_status
     from entropymon_dashboard.store import RunStore
-    from entropymon_dashboard.catalog import RunCatalog
 
     _write_law_run(tmp_path, "closed-run", n=3)
     dead = _write_law_run(tmp_path, "dead-writer", n=3)

@@ -1,4 +1,7 @@
-"""The ``entropymon`` console script, run as a subprocess on real runs written by ``RunLog``.
+"""The ``entropymon`` command on real runs written by ``RunLog``: in this process through
+``run_cli`` (the function the console script calls), and through the real console script where
+that proves something more (version and help, usage errors and tracebacks of a real process, the
+blocking dashboard server, the demo).
 
 Numbers the CLI prints are checked against independent computations (NumPy least squares for the
 law, the values the test wrote for start/end figures); user errors must give one ``error:`` line,
@@ -7,19 +10,23 @@ exit code 1 and no traceback.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from entropymon.cli.main import run_cli
 from entropymon.log.reader import read_run
 from entropymon.log.writer import RunLog
 
@@ -30,8 +37,29 @@ DIVERGING_RUN = "trl_grpo_qwen25_7b_gsm8k_s43_collapse"
 COMMAND = [shutil.which("entropymon")] if shutil.which("entropymon") else [sys.executable, "-m", "entropymon.cli.main"]
 
 
-def entropymon(*args, cwd=None) -> subprocess.CompletedProcess:
+def console_script(*args, cwd=None) -> subprocess.CompletedProcess:
+    """The installed ``entropymon`` script in a child process."""
     return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@contextmanager
+def _working_directory(path):
+    previous = os.getcwd()
+    if path is not None:
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def entropymon(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``run_cli(args)`` in this process, reported like a finished child process (exit code,
+    stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with _working_directory(cwd), redirect_stdout(out), redirect_stderr(err):
+        code = run_cli([str(a) for a in args])
+    return subprocess.CompletedProcess(["entropymon", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -51,7 +79,8 @@ def law_steps(n: int, a: float, b: float, h_start: float, h_end: float, noise: f
     entropy = h_end + (h_start - h_end) * np.exp(-steps / (n / 4))
     return pd.DataFrame({
         "step": steps, "entropy_mean": entropy, "reward_mean": b - a * np.exp(entropy) + rng.normal(0, noise, n),
-        "cov_logp_adv": rng.normal(0, 0.01, n),  # sign changes: no run of positive covariance "zero_std_group_frac": np.full(n, 0.2),
+        "cov_logp_adv": rng.normal(0, 0.01, n),  # sign changes: no run of positive covariance
+        "zero_std_group_frac": np.full(n, 0.2),
         "pass_at_1": np.linspace(0.2, 0.5, n), "pass_at_8": np.linspace(0.6, 0.8, n),
     })
 
@@ -82,14 +111,14 @@ def logdir(tmp_path_factory) -> Path:
 def test_version_prints_the_package_version():
     from entropymon import __version__
 
-    result = entropymon("--version")
+    result = console_script("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"entropymon {__version__}"
 
 
 def test_help_lists_every_subcommand():
     from entropymon.cli.main import COMMANDS
 
-    result = entropymon("--help")
+    result = console_script("--help")
     assert result.returncode == 0
     for name in COMMANDS:
         assert name in result.stdout
@@ -202,7 +231,7 @@ def test_check_with_a_malformed_threshold_is_a_one_line_user_error(logdir):
 # -- errors ------------------------------------------------------------------------------------
 
 def test_missing_run_path_is_a_one_line_user_error(tmp_path):
-    assert_user_error(entropymon("summary", tmp_path / "nowhere"), "nowhere")
+    assert_user_error(console_script("summary", tmp_path / "nowhere"), "nowhere")
 
 
 def test_corrupt_run_json_is_a_one_line_user_error(tmp_path):
@@ -218,11 +247,11 @@ def test_a_folder_of_runs_given_as_run_says_which_runs_it_holds(logdir):
 
 
 def test_bad_option_values_are_one_line_user_errors(logdir):
-    assert_user_error(entropymon("fit", logdir / "healthy", "--fraction", "1.5"), "--fraction")
-    assert_user_error(entropymon("fit", logdir / "healthy", "--smoothing", "fast"), "--smoothing")
-    assert_user_error(entropymon("fit", logdir / "healthy", "--fraction", "abc"), "--fraction")
-    assert_user_error(entropymon("fit"), "Missing argument")
-    assert_user_error(entropymon("no-such-command"), "no-such-command")
+    assert_user_error(console_script("fit", logdir / "healthy", "--fraction", "1.5"), "--fraction")
+    assert_user_error(console_script("fit", logdir / "healthy", "--smoothing", "fast"), "--smoothing")
+    assert_user_error(console_script("fit", logdir / "healthy", "--fraction", "abc"), "--fraction")
+    assert_user_error(console_script("fit"), "Missing argument")
+    assert_user_error(console_script("no-such-command"), "no-such-command")
 
 
 def test_an_analysis_the_data_cannot_support_is_a_one_line_user_error(tmp_path):
@@ -367,7 +396,7 @@ def test_dashboard_default_logdir_falls_back_to_the_bundled_sample_runs(tmp_path
 
 
 def test_demo_with_zero_steps_is_a_one_line_user_error(tmp_path):
-    assert_user_error(entropymon("demo", "--steps", "0", "--no-dashboard", "--logdir", tmp_path), "--steps")
+    assert_user_error(console_script("demo", "--steps", "0", "--no-dashboard", "--logdir", tmp_path), "--steps")
 
 
 @pytest.mark.slow
@@ -375,12 +404,12 @@ def test_demo_through_the_console_script_trains_and_writes_a_run_the_cli_can_rea
     """The README's first command, shortened: a real warm start and real GRPO steps, then `summary` reads it."""
     pytest.importorskip("trl")
     logdir = tmp_path / "runs"
-    result = entropymon("demo", "--steps", "4", "--no-dashboard", "--logdir", logdir, "--run", "smoke")
+    result = console_script("demo", "--steps", "4", "--no-dashboard", "--logdir", logdir, "--run", "smoke")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "step 4/4" in result.stdout and "entropymon summary" in result.stdout
     # every chunk file: on a loaded machine the writer flushes more than once in 4 steps
     steps = pd.concat([pd.read_parquet(p) for p in sorted((logdir / "smoke" / "steps").glob("*.parquet"))])
     assert sorted(steps.loc[steps["entropy_mean"].notna(), "step"]) == [1, 2, 3, 4]
     assert ((steps["entropy_mean"] - steps["trl/entropy"]).abs().dropna() < 1e-3).all()
-    listed = entropymon("list", logdir, "--json")
+    listed = console_script("list", logdir, "--json")
     assert listed.returncode == 0 and "smoke" in listed.stdout

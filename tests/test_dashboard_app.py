@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import annotation_text
 from entropymon.errors import RunNotFoundError
 from entropymon.log.reader import list_runs, read_run
 from entropymon.log.writer import RunLog
@@ -30,10 +31,6 @@ def logdir(tmp_path_factory) -> Path:
     write_synthetic_run(root, "grpo-a", steps=120, seed=0)
     write_synthetic_run(root / "sweep", "grpo-b", steps=80, seed=1)
     return root
-
-
-def annotation_text(fig) -> str:
-    return " ".join(a.text for a in fig.layout.annotations)
 
 
 def drawn_steps(fig) -> list[float]:

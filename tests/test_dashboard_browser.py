@@ -6,14 +6,13 @@ browser console stays free of errors. Screenshots of each page go to test-artifa
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from entropymon import forecast_ceiling, read_run
-from entropymon_dashboard import serve
 from entropymon.figures.law import verdict_text
+from entropymon_dashboard import serve
 from synthetic import write_synthetic_run
 
 pytestmark = pytest.mark.browser

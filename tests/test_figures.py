@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import annotation_text
 from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.law import fit_entropy_law
 from entropymon.errors import InputError
@@ -47,10 +48,6 @@ from entropymon_dashboard.tokens_view import (
 
 def visible_traces(fig):
     return [t for t in fig.data if t.showlegend is not False and t.hoverinfo != "skip"]
-
-
-def annotation_text(fig) -> str:
-    return " ".join(a.text for a in fig.layout.annotations)
 
 
 # ---- downsampling ----

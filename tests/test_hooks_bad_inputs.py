@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TinyPolicy as SharedTinyPolicy
 from entropymon.errors import InputError
 from entropymon.hooks.failures import MonitorWarning
 from entropymon.hooks.monitor import Monitor
@@ -16,18 +17,8 @@ VOCAB, LENGTH, GROUPS, GROUP_SIZE = 7, 5, 2, 4
 BATCH = GROUPS * GROUP_SIZE
 
 
-class TinyPolicy(torch.nn.Module):
-    """Logits for every completion position from a prompt id: (B,) -> (B, T, V)."""
-
-    def __init__(self):
-        super().__init__()
-        self.prompt = torch.nn.Embedding(GROUPS, 16)
-        self.position = torch.nn.Parameter(torch.randn(LENGTH, 16) * 0.1)
-        self.head = torch.nn.Linear(16, VOCAB)
-
-    def forward(self, prompt_ids):
-        hidden = self.prompt(prompt_ids)[:, None, :] + self.position  # (B, T, 16)
-        return self.head(torch.tanh(hidden))  # (B, T, V)
+def TinyPolicy():
+    return SharedTinyPolicy(VOCAB, LENGTH, GROUPS, position_scale=0.1)
 
 
 def _training_step(policy, optimizer, generator):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TinyPolicy as SharedTinyPolicy
 from entropymon.hooks.monitor import Monitor
 from entropymon.log.reader import read_run
 
@@ -16,18 +17,8 @@ VOCAB, LENGTH, GROUPS, GROUP_SIZE = 11, 6, 3, 4
 BATCH = GROUPS * GROUP_SIZE
 
 
-class TinyPolicy(torch.nn.Module):
-    """Logits for every completion position from a prompt id: (B,) -> (B, T, V)."""
-
-    def __init__(self):
-        super().__init__()
-        self.prompt = torch.nn.Embedding(GROUPS, 16)
-        self.position = torch.nn.Parameter(torch.randn(LENGTH, 16) * 0.5)
-        self.head = torch.nn.Linear(16, VOCAB)
-
-    def forward(self, prompt_ids):
-        hidden = self.prompt(prompt_ids)[:, None, :] + self.position  # (B, T, 16)
-        return self.head(torch.tanh(hidden)) * 2.0  # (B, T, V)
+def TinyPolicy():
+    return SharedTinyPolicy(VOCAB, LENGTH, GROUPS, position_scale=0.5, logit_scale=2.0)
 
 
 def _rollout(policy, generator, temperature=1.0):

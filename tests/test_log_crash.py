@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import log_child  # tests/ is on sys.path under pytest's default import mode
 from entropymon.log.reader import read_run
 from entropymon.log.schema import ChunkName
-import log_child  # tests/ is on sys.path under pytest's default import mode
 
 CHILD = Path(__file__).with_name("log_child.py")
 ROOT = CHILD.parent.parent

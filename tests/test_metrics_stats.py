@@ -20,8 +20,17 @@ from entropymon.metrics.groups import group_stats
 from entropymon.metrics.importance import importance_ess
 from entropymon.metrics.kl_modes import kl_target_modes
 from entropymon.metrics.stats import (
-    ENTROPY_HIST_EDGES, STATS_CLASSES, CovStats, DhStats, EntropyStats, EssStats, GroupStats, KlModeStats,
-    combine_ranks, entropy_histogram, histogram_quantile,
+    ENTROPY_HIST_EDGES,
+    STATS_CLASSES,
+    CovStats,
+    DhStats,
+    EntropyStats,
+    EssStats,
+    GroupStats,
+    KlModeStats,
+    combine_ranks,
+    entropy_histogram,
+    histogram_quantile,
 )
 from entropymon.registry import describe_metric
 

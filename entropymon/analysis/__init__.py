@@ -13,13 +13,14 @@ from entropymon.analysis.compare import align_runs, compare_runs
 from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.forecast import CeilingForecast, forecast_ceiling
 from entropymon.analysis.goodness import goodness_of_fit, residual_drift
-from entropymon.analysis.law import LawFit, fit_entropy_law, fit_run_law
+from entropymon.analysis.law import LawFit, LawOptions, fit_entropy_law, fit_run_law
 from entropymon.analysis.prediction import backtest, ceiling_curve, early_prediction
 from entropymon.analysis.regimes import detect_regime_exit
-from entropymon.analysis.summary import summarize_run
+from entropymon.analysis.summary import RunSummary, summarize, summarize_run
 
 __all__ = [
     "RULES", "Alert", "diagnose", "align_runs", "compare_runs", "entropy_dynamics", "CeilingForecast",
-    "forecast_ceiling", "goodness_of_fit", "residual_drift", "LawFit", "fit_entropy_law", "fit_run_law",
-    "backtest", "ceiling_curve", "early_prediction", "detect_regime_exit", "summarize_run",
+    "forecast_ceiling", "goodness_of_fit", "residual_drift", "LawFit", "LawOptions", "fit_entropy_law", "fit_run_law",
+    "backtest", "ceiling_curve", "early_prediction", "detect_regime_exit", "RunSummary",
+    "summarize", "summarize_run",
 ]

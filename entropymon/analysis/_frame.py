@@ -169,10 +169,3 @@ def _parse_smoothing(smoothing):
         return "ema", float(smoothing)
     raise InputError(f"smoothing: expected None, an EMA alpha in (0, 1) or a window >= 1, got {smoothing!r}")
 
-
-def json_float(value) -> float | None:
-    """A float for JSON: None instead of NaN/inf."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None

@@ -14,24 +14,25 @@ override outside it is an ``InputError``, not a rule that silently never fires.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from numbers import Real
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from entropymon.analysis._frame import column_values, finite_count, json_float, step_frame
+from entropymon.analysis._frame import column_values, finite_count, step_frame
 from entropymon.analysis.forecast import forecast_ceiling
 from entropymon.analysis.regimes import detect_regime_exit
 from entropymon.analysis.rule_params import Limit, checked_value, inferred_limit
 from entropymon.display import SEVERITIES
 from entropymon.errors import AnalysisError, InputError
 from entropymon.registry import ENTROPY_COLUMNS, pass_at_k_columns
+from entropymon.results import JsonResult
 
 
 @dataclass(frozen=True)
-class Alert:
+class Alert(JsonResult):
     """One fired rule: where, how bad, the value against its threshold, and a sentence."""
 
     rule: str
@@ -45,12 +46,6 @@ class Alert:
         for key in ("step", "value", "threshold"):
             object.__setattr__(self, key, float(getattr(self, key)))
 
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        for key in ("step", "value", "threshold"):
-            out[key] = json_float(out[key])
-        return out
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -58,7 +53,7 @@ class Rule:
     description: str
     severity: str
     defaults: dict
-    check: Callable[["_Context", dict], Alert | None]
+    check: Callable[[_Context, dict], Alert | None]
     limits: dict[str, Limit] = field(default_factory=dict)  # parameter -> accepted values (else inferred)
 
     def limit(self, parameter: str) -> Limit:
@@ -72,6 +67,21 @@ class _Context:
     performance: str
     entropy: str
     bounds: object
+    forecast: object = field(default=None)
+
+    def ceiling_forecast(self):
+        """The run's ``CeilingForecast`` (the one given to ``diagnose``, else computed once), or
+        None when the law cannot be fitted."""
+        if self.forecast is None:
+            try:
+                self.forecast = forecast_ceiling(self.run_or_df, performance=self.performance, entropy=self.entropy,
+                                                 bounds=self.bounds, n_bootstrap=FORECAST_BOOTSTRAP)
+            except AnalysisError:
+                self.forecast = False
+        return self.forecast or None
+
+
+FORECAST_BOOTSTRAP = 200  # resamples when diagnose fits the law itself
 
 
 def diagnose(
@@ -82,15 +92,17 @@ def diagnose(
     performance: str = "auto",
     entropy: str = "entropy_mean",
     bounds="auto",
+    forecast=None,
 ) -> list[Alert]:
     """Run the named rules (default: all of ``RULES``) and return the alerts that fired, by step.
 
     ``performance``, ``entropy``, ``bounds`` are passed to the law forecast (``low_headroom``,
-    ``left_law_regime``).
+    ``left_law_regime``). ``forecast``: the run's ``CeilingForecast`` when the caller has it
+    (``summarize`` does), so the law is not fitted twice.
     """
     names = list(RULES) if rules is None else _check_rule_names(rules)
     params = _merge_thresholds(names, thresholds or {})
-    context = _Context(run_or_df, step_frame(run_or_df), performance, entropy, bounds)
+    context = _Context(run_or_df, step_frame(run_or_df), performance, entropy, bounds, forecast)
     alerts = [alert for name in names if (alert := RULES[name].check(context, params[name])) is not None]
     return sorted(alerts, key=lambda a: (a.step, -SEVERITIES.index(a.severity)))
 
@@ -235,12 +247,8 @@ def _pass_at_k_converging(ctx: _Context, p: dict) -> Alert | None:
 
 
 def _low_headroom(ctx: _Context, p: dict) -> Alert | None:
-    try:
-        forecast = forecast_ceiling(ctx.run_or_df, performance=ctx.performance, entropy=ctx.entropy,
-                                    bounds=ctx.bounds, n_bootstrap=200)
-    except AnalysisError:
-        return None
-    if not forecast.trustworthy or forecast.ceiling is None:
+    forecast = ctx.ceiling_forecast()
+    if forecast is None or not forecast.trustworthy or forecast.ceiling is None:
         return None
     column = forecast.backtest.performance_column
     steps, _, smoothed = _series(ctx.frame, column, p["window"])

@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from entropymon.analysis._frame import column_values, finite_count, json_float, step_frame
+from entropymon.analysis._frame import column_values, finite_count, step_frame
 from entropymon.errors import AnalysisError
 from entropymon.registry import PREDICTOR_SIGN
+from entropymon.results import JsonResult
 
 COVARIANCE_FORMS = ("cov_logp_adv", "cov_logp_piadv")
 LOGIT_PREDICTION = "dh_pred_logit"
@@ -44,7 +45,8 @@ ATTRIBUTION = {
 }
 ATTRIBUTION_LABEL = {"positive_advantage": "positive-advantage tokens", "zero_advantage": "zero-advantage tokens",
                      "negative_advantage": "negative-advantage tokens", "forking_tokens": "forking tokens",
-                     "top_0_02pct_cov_tokens": "top 0.02% Cov_i tokens", "top_0_2pct_cov_tokens": "top 0.2% Cov_i tokens"}
+                     "top_0_02pct_cov_tokens": "top 0.02% Cov_i tokens",
+                     "top_0_2pct_cov_tokens": "top 0.2% Cov_i tokens"}
 MIN_PAIRS = 3
 N_BOOTSTRAP = 1000
 CI = 0.95
@@ -53,7 +55,7 @@ LITTLE = 0.1  # R^2 below which it is said to explain little
 
 
 @dataclass(frozen=True)
-class CovarianceFit:
+class CovarianceFit(JsonResult):
     """The observed dH against one predictor: agreement, explained share and slope, with intervals."""
 
     covariance: str  # the predictor's column (a covariance form or dh_pred_logit)
@@ -71,19 +73,9 @@ class CovarianceFit:
     def sign(self) -> float:
         return PREDICTOR_SIGN.get(self.covariance, -1.0)
 
-    def to_dict(self) -> dict:
-        out = {}
-        for key, value in self.__dict__.items():
-            if isinstance(value, tuple):
-                value = [json_float(v) for v in value]
-            elif isinstance(value, float):
-                value = json_float(value)
-            out[key] = value
-        return out
-
 
 @dataclass(frozen=True)
-class EntropyDynamics:
+class EntropyDynamics(JsonResult):
     """Per predictor: a fit, or the reason there is none (``missing``); ``explanation`` in words.
 
     ``observed`` is "same_batch" (the dH probe's ``dh_same_batch``) or "naive" (consecutive logged
@@ -103,17 +95,6 @@ class EntropyDynamics:
         """The change the fitted predictor predicts at each row of ``table``: eta_eff * sign * x."""
         fit = self.fits[predictor]
         return fit.eta_eff * fit.sign * self.table[predictor].to_numpy(np.float64)
-
-    def to_dict(self) -> dict:
-        return {
-            "entropy_column": self.entropy_column,
-            "observed": self.observed,
-            "fits": {k: v.to_dict() for k, v in self.fits.items()},
-            "missing": dict(self.missing),
-            "explanation": self.explanation,
-            "attribution": {k: json_float(v) for k, v in self.attribution.items()},
-            "naive_spread_ratio": json_float(self.naive_spread_ratio) if self.naive_spread_ratio is not None else None,
-        }
 
 
 def entropy_dynamics(run_or_df, *, entropy: str = "entropy_mean", covariances=COVARIANCE_FORMS,

@@ -23,17 +23,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from entropymon.analysis._frame import json_float
 from entropymon.analysis.bounds import format_bounds
 from entropymon.analysis.goodness import residual_drift
-from entropymon.analysis.law import RELIABLE_MIN_POINTS, LawFit, fit_series_law
+from entropymon.analysis.law import RELIABLE_MIN_POINTS, LawFit, LawOptions
 from entropymon.analysis.prediction import Backtest, backtest_series, run_series
 from entropymon.analysis.regimes import RegimeExit
 from entropymon.errors import AnalysisError
+from entropymon.results import JsonResult
 
 
 @dataclass(frozen=True)
-class CeilingForecast:
+class CeilingForecast(JsonResult):
     """The fitted ceiling with its interval, backtest skill and trust verdict.
 
     ``fit`` is None when the run has too few usable points to fit at all (``reasons`` says why).
@@ -58,48 +58,37 @@ class CeilingForecast:
         """The backtest skill the verdict uses (later half of the origins)."""
         return self.backtest.recent_skill
 
-    def to_dict(self) -> dict:
-        fit = self.fit
-        return {
-            "trustworthy": self.trustworthy,
-            "reason": self.reason,
-            "reasons": list(self.reasons),
-            "ceiling": json_float(self.ceiling),
-            "fitted_ceiling": None if fit is None else json_float(fit.ceiling),
-            "ceiling_ci": None if fit is None else [json_float(v) for v in fit.ceiling_ci],
-            "ceiling_in_bounds": None if fit is None else fit.ceiling_in_bounds,
-            "bounds": None if fit is None or fit.bounds is None else list(fit.bounds),
-            "skill": json_float(self.skill),
-            "backtest": self.backtest.to_dict(),
-            "regime_exit": None if self.regime_exit is None else self.regime_exit.to_dict(),
-            "fit": None if fit is None else fit.to_dict(),
-        }
+    @property
+    def fitted_ceiling(self) -> float | None:
+        """The fit's b - a even where it is not a prediction (``ceiling`` is None there)."""
+        return None if self.fit is None else self.fit.ceiling
+
+    @property
+    def ceiling_ci(self) -> tuple[float, float] | None:
+        return None if self.fit is None else self.fit.ceiling_ci
+
+    @property
+    def ceiling_in_bounds(self) -> bool | None:
+        return None if self.fit is None else self.fit.ceiling_in_bounds
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        return None if self.fit is None else self.fit.bounds
+
+    JSON_EXTRA = ("ceiling", "fitted_ceiling", "ceiling_ci", "ceiling_in_bounds", "bounds", "skill")
 
 
-def forecast_ceiling(
-    run_or_df,
-    *,
-    performance: str = "auto",
-    entropy: str = "entropy_mean",
-    smoothing=None,
-    warmup="auto",
-    bounds="auto",
-    origins=None,
-    n_bootstrap: int = 1000,
-    ci: float = 0.95,
-    seed: int = 0,
-) -> CeilingForecast:
-    """Fit the law on the run (up to any regime exit), backtest it, and give the verdict."""
-    series = run_series(run_or_df, performance=performance, entropy=entropy, smoothing=smoothing, bounds=bounds)
-    tested = backtest_series(series, origins, warmup=warmup)
+def forecast_ceiling(run_or_df, *, options: LawOptions | None = None, origins=None, **overrides) -> CeilingForecast:
+    """Fit the law on the run (up to any regime exit), backtest it, and give the verdict.
+
+    ``options`` / keywords: how to fit the law (``LawOptions``); ``origins``: the backtest's.
+    """
+    options = LawOptions.of(options, **overrides)
+    series = run_series(run_or_df, options)
+    tested = backtest_series(series, options, origins)
     fit, fit_error = None, None
     try:
-        fit = fit_series_law(
-            series.steps, series.entropy, series.fitted,
-            entropy_column=series.entropy_column, performance_column=series.performance_column,
-            smoothing=series.smoothing, warmup=warmup, bounds=series.bounds,
-            stop_at_regime_exit=False, n_bootstrap=n_bootstrap, ci=ci, seed=seed,
-        )
+        fit = series.fit_law(None, options)
     except AnalysisError as error:
         fit_error = str(error)
     if fit is not None and series.regime_exit is not None:
@@ -109,7 +98,8 @@ def forecast_ceiling(
         reason = reasons[0]
     else:
         reason = (
-            f"backtest skill {tested.recent_skill:.2f} > 0 over the last {tested.n_recent} origins; ceiling {fit.ceiling:.3g} [{fit.ceiling_ci[0]:.3g}, "
+            f"backtest skill {tested.recent_skill:.2f} > 0 over the last {tested.n_recent} origins; "
+            f"ceiling {fit.ceiling:.3g} [{fit.ceiling_ci[0]:.3g}, "
             f"{fit.ceiling_ci[1]:.3g}]" + (f" within {format_bounds(fit.bounds)}" if fit.bounds else "")
         )
     return CeilingForecast(fit, tested, series.regime_exit, not reasons, reason, tuple(reasons))

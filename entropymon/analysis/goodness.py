@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from entropymon.analysis._frame import ENTROPY_AGGREGATES, finite_count, json_float, smoothing_label, step_frame
+from entropymon.analysis._frame import ENTROPY_AGGREGATES, finite_count, smoothing_label, step_frame
 from entropymon.analysis.law import MIN_POINTS, LawFit, fit_run_law
 from entropymon.errors import AnalysisError
+from entropymon.results import JsonResult
 
 DRIFT_P_VALUE = 0.01
 DEFAULT_SMOOTHINGS = (None, 0.5, 0.2, 5, 10)
@@ -36,7 +37,7 @@ SENSITIVITY_BOOTSTRAP = 200
 
 
 @dataclass(frozen=True)
-class ResidualDrift:
+class ResidualDrift(JsonResult):
     """Runs test and Spearman trend of residuals in step order."""
 
     n_runs: int
@@ -47,9 +48,6 @@ class ResidualDrift:
     spearman_p_value: float
     drift: bool
     message: str
-
-    def to_dict(self) -> dict:
-        return {k: (json_float(v) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
 def residual_drift(residuals, steps=None) -> ResidualDrift:
@@ -89,7 +87,7 @@ def residual_drift(residuals, steps=None) -> ResidualDrift:
 
 
 @dataclass(frozen=True)
-class Sensitivity:
+class Sensitivity(JsonResult):
     """Ceilings under alternative choices. ``table`` columns: choice, ceiling, ceiling_lo,
     ceiling_hi, r2, n; ``spread`` = max - min ceiling over the choices that could be fitted."""
 
@@ -98,19 +96,18 @@ class Sensitivity:
     spread: float
     sensitive: bool
 
-    def to_dict(self) -> dict:
-        return {
-            "what": self.what,
-            "spread": json_float(self.spread),
-            "sensitive": self.sensitive,
-            "choices": [{k: (json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
-                        for row in self.table.to_dict("records")],
-        }
+    JSON_EXTRA = ("choices",)
+
+    @property
+    def choices(self) -> list[dict]:
+        """One record per choice: the rows of ``table``."""
+        return self.table.to_dict("records")
 
 
 def smoothing_sensitivity(run_or_df, smoothings=DEFAULT_SMOOTHINGS, **fit_kwargs) -> Sensitivity:
     """Refit with each smoothing; how far the ceiling moves. ``fit_kwargs`` go to ``fit_run_law``."""
-    return _sensitivity(run_or_df, "smoothing", [(smoothing_label(s), {"smoothing": s}) for s in smoothings], fit_kwargs)
+    choices = [(smoothing_label(s), {"smoothing": s}) for s in smoothings]
+    return _sensitivity(run_or_df, "smoothing", choices, fit_kwargs)
 
 
 def aggregate_sensitivity(run_or_df, entropies=ENTROPY_AGGREGATES, **fit_kwargs) -> Sensitivity:
@@ -141,7 +138,7 @@ def _sensitivity(run_or_df, what, choices, fit_kwargs) -> Sensitivity:
 
 
 @dataclass(frozen=True)
-class WarmupInfluence:
+class WarmupInfluence(JsonResult):
     """The fit with the automatic warm-up exclusion against the fit on every point."""
 
     excluded_points: int
@@ -150,9 +147,6 @@ class WarmupInfluence:
     r2_with_exclusion: float
     r2_all_points: float
     message: str
-
-    def to_dict(self) -> dict:
-        return {k: (json_float(v) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
 def warmup_influence(run_or_df, **fit_kwargs) -> WarmupInfluence:
@@ -170,20 +164,14 @@ def warmup_influence(run_or_df, **fit_kwargs) -> WarmupInfluence:
 
 
 @dataclass(frozen=True)
-class GoodnessReport:
+class GoodnessReport(JsonResult):
+    JSON_EXCLUDE = ("fit",)  # the fit is the caller's; the report is the checks
+
     fit: LawFit
     drift: ResidualDrift
     smoothing: Sensitivity
     aggregate: Sensitivity | None
     warmup: WarmupInfluence
-
-    def to_dict(self) -> dict:
-        return {
-            "drift": self.drift.to_dict(),
-            "smoothing": self.smoothing.to_dict(),
-            "aggregate": None if self.aggregate is None else self.aggregate.to_dict(),
-            "warmup": self.warmup.to_dict(),
-        }
 
 
 def goodness_of_fit(run_or_df, **fit_kwargs) -> GoodnessReport:

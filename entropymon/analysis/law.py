@@ -14,14 +14,13 @@ A poor fit stays visible: ``reliable`` is False, with the reasons in ``problems`
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
 from entropymon.analysis._frame import (
     choose_performance,
     column_values,
-    json_float,
     smooth,
     smoothing_label,
     step_frame,
@@ -29,6 +28,7 @@ from entropymon.analysis._frame import (
 from entropymon.analysis.bounds import check_bounds, format_bounds, resolve_bounds
 from entropymon.analysis.regimes import find_regime_exit, warmup_length
 from entropymon.errors import AnalysisError, InputError
+from entropymon.results import JsonResult
 
 MIN_POINTS = 3
 RELIABLE_MIN_POINTS = 5
@@ -36,7 +36,46 @@ RELIABLE_MIN_R2 = 0.5
 
 
 @dataclass(frozen=True)
-class LawFit:
+class LawOptions:
+    """How to fit the law on a run: the one argument list of every run-level fit.
+
+    ``performance``: a column or "auto" (``eval_accuracy`` with >= 3 values, else
+    ``reward_mean``, else ``trl/reward``). ``entropy``: the entropy column. ``smoothing``: None,
+    an EMA alpha in (0, 1) or a trailing window (int), applied to entropy and performance alike.
+    ``warmup``: "auto" (drop the points before an early entropy peak, see ``regimes``), an int
+    number of leading points to drop, or None. ``bounds``: the metric's range, "auto"
+    (inferred, see ``bounds``), None or (low, high). ``n_bootstrap``, ``ci``, ``seed``: the pairs
+    bootstrap of the intervals (0 resamples: no intervals).
+
+    ``fit_run_law``, ``forecast_ceiling``, ``early_prediction``, ``backtest`` and
+    ``ceiling_curve`` take ``options=LawOptions(...)`` or the same names as keywords
+    (``forecast_ceiling(run, smoothing=0.3)``); keywords override the options given.
+    """
+
+    performance: str = "auto"
+    entropy: str = "entropy_mean"
+    smoothing: object = None
+    warmup: object = "auto"
+    bounds: object = "auto"
+    n_bootstrap: int = 1000
+    ci: float = 0.95
+    seed: int = 0
+
+    @classmethod
+    def of(cls, options: LawOptions | None = None, defaults: dict | None = None, **overrides) -> LawOptions:
+        """``options`` (or the defaults, updated with a function's own ``defaults``) with ``overrides``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s) {unknown}; the law's options are {sorted(known)}")
+        if options is not None and not isinstance(options, LawOptions):
+            raise InputError(f"options: expected a LawOptions, got {type(options).__name__}")
+        base = options if options is not None else cls(**(defaults or {}))
+        return replace(base, **overrides)
+
+
+@dataclass(frozen=True)
+class LawFit(JsonResult):
     """A fit of R = -a*e^H + b: coefficients, ceiling b - a (R at H = 0), quality, intervals.
 
     ``residuals``, ``entropy``, ``performance`` (and ``steps`` for run fits) are the (n,) arrays
@@ -74,6 +113,8 @@ class LawFit:
     regime_exit_step: float | None = None
     notes: tuple[str, ...] = ()
 
+    JSON_EXTRA = ("residuals", "entropy", "performance", "steps")  # the fitted points too
+
     def predict(self, entropy):
         """Predicted performance -a*e^H + b at entropy ``entropy`` (scalar or array, nats).
 
@@ -86,20 +127,6 @@ class LawFit:
     @property
     def ceiling_ci_width(self) -> float:
         return self.ceiling_ci[1] - self.ceiling_ci[0]
-
-    def to_dict(self) -> dict:
-        """JSON-friendly: plain floats (None for NaN), lists for intervals and arrays."""
-        out = {}
-        for key, value in asdict(self).items():
-            if isinstance(value, np.ndarray):
-                out[key] = [json_float(v) for v in value]
-            elif isinstance(value, tuple):
-                out[key] = [json_float(v) if isinstance(v, (float, int)) and not isinstance(v, bool) else v for v in value]
-            elif isinstance(value, float):
-                out[key] = json_float(value)
-            else:
-                out[key] = value
-        return out
 
 
 def fit_entropy_law(
@@ -191,40 +218,31 @@ def reliability_problems(fit: LawFit) -> tuple[str, ...]:
 def fit_run_law(
     run_or_df,
     *,
-    performance: str = "auto",
-    entropy: str = "entropy_mean",
-    smoothing=None,
-    warmup="auto",
+    options: LawOptions | None = None,
     steps=None,
-    bounds="auto",
     stop_at_regime_exit: bool = True,
-    n_bootstrap: int = 1000,
-    ci: float = 0.95,
-    seed: int = 0,
+    **overrides,
 ) -> LawFit:
     """Fit the law on a run's step metrics, recording which columns and choices were used.
 
-    ``performance``: a column or "auto" (``eval_accuracy`` with >= 3 values, else
-    ``reward_mean``, else ``trl/reward``). ``smoothing``: None, an EMA alpha in (0, 1) or a
-    trailing window (int), applied to entropy and performance alike. ``warmup``: "auto" (drop the
-    points before an early entropy peak, see ``regimes``), an int number of leading points to
-    drop, or None. ``steps``: None, a ``slice`` over step values (start inclusive, stop
-    exclusive) or a sequence of step values. ``bounds``: "auto" (inferred, see ``bounds``),
-    None or (low, high). With ``stop_at_regime_exit``, points from the step the run leaves the
-    law's regime onward are not fitted.
+    ``options`` / keywords: see ``LawOptions`` (performance, entropy, smoothing, warmup,
+    bounds, n_bootstrap, ci, seed). ``steps``: None, a ``slice`` over step values (start
+    inclusive, stop exclusive) or a sequence of step values. With ``stop_at_regime_exit``,
+    points from the step the run leaves the law's regime onward are not fitted.
     """
+    options = LawOptions.of(options, **overrides)
     frame = step_frame(run_or_df)
     frame = _select_steps(frame, steps)
-    performance_column = choose_performance(frame, performance)
+    performance_column = choose_performance(frame, options.performance)
     raw_perf = column_values(frame, performance_column, argument="performance")
-    raw_entropy = column_values(frame, entropy, argument="entropy")
-    resolved_bounds = resolve_bounds(bounds, performance_column, raw_perf, run_or_df)
+    raw_entropy = column_values(frame, options.entropy, argument="entropy")
+    resolved_bounds = resolve_bounds(options.bounds, performance_column, raw_perf, run_or_df)
     step_values = frame["step"].to_numpy(dtype=np.float64)
     return fit_series_law(
-        step_values, smooth(raw_entropy, smoothing), smooth(raw_perf, smoothing),
-        entropy_column=entropy, performance_column=performance_column,
-        smoothing=smoothing_label(smoothing), warmup=warmup, bounds=resolved_bounds,
-        stop_at_regime_exit=stop_at_regime_exit, n_bootstrap=n_bootstrap, ci=ci, seed=seed,
+        step_values, smooth(raw_entropy, options.smoothing), smooth(raw_perf, options.smoothing),
+        entropy_column=options.entropy, performance_column=performance_column,
+        smoothing=smoothing_label(options.smoothing), warmup=options.warmup, bounds=resolved_bounds,
+        stop_at_regime_exit=stop_at_regime_exit, n_bootstrap=options.n_bootstrap, ci=options.ci, seed=options.seed,
     )
 
 

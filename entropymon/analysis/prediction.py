@@ -21,7 +21,7 @@ fitted nor scored (see ``regimes``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -29,15 +29,15 @@ import pandas as pd
 from entropymon.analysis._frame import (
     choose_performance,
     column_values,
-    json_float,
     smooth,
     smoothing_label,
     step_frame,
 )
 from entropymon.analysis.bounds import resolve_bounds
-from entropymon.analysis.law import MIN_POINTS, LawFit, fit_series_law
+from entropymon.analysis.law import MIN_POINTS, LawFit, LawOptions, fit_series_law
 from entropymon.analysis.regimes import RegimeExit, find_regime_exit
 from entropymon.errors import AnalysisError, InputError
+from entropymon.results import JsonResult
 
 BASELINES = ("last_value", "window_mean", "linear_trend")
 METHODS = ("law", *BASELINES)
@@ -46,6 +46,7 @@ MIN_FIT_POINTS = 5
 # Default origins start after this share of the points: a handful of points extrapolated over
 # the whole run says little and one wild fit would dominate the aggregate.
 FIRST_ORIGIN_FRACTION = 0.1
+CURVE_BOOTSTRAP = 200  # resamples per origin of the ceiling curve
 
 
 @dataclass(frozen=True)
@@ -67,22 +68,25 @@ class RunSeries:
     bounds: tuple[float, float] | None
     regime_exit: RegimeExit | None
 
+    def fit_law(self, end: int | None, options: LawOptions) -> LawFit:
+        """The law on the first ``end`` points (None: all), with the warm-up and bootstrap of
+        ``options``; the series is already smoothed and cut at any regime exit."""
+        return fit_series_law(
+            self.steps[:end], self.entropy[:end], self.fitted[:end],
+            entropy_column=self.entropy_column, performance_column=self.performance_column,
+            smoothing=self.smoothing, warmup=options.warmup, bounds=self.bounds,
+            stop_at_regime_exit=False, n_bootstrap=options.n_bootstrap, ci=options.ci, seed=options.seed,
+        )
 
-def run_series(
-    run_or_df,
-    *,
-    performance: str = "auto",
-    entropy: str = "entropy_mean",
-    smoothing=None,
-    bounds="auto",
-    stop_at_regime_exit: bool = True,
-) -> RunSeries:
+
+def run_series(run_or_df, options: LawOptions, *, stop_at_regime_exit: bool = True) -> RunSeries:
     """The points of a run that prediction works on (see ``RunSeries``)."""
+    entropy, smoothing = options.entropy, options.smoothing
     frame = step_frame(run_or_df)
-    performance_column = choose_performance(frame, performance)
+    performance_column = choose_performance(frame, options.performance)
     raw_perf = column_values(frame, performance_column, argument="performance")
     raw_entropy = column_values(frame, entropy, argument="entropy")
-    resolved = resolve_bounds(bounds, performance_column, raw_perf, run_or_df)
+    resolved = resolve_bounds(options.bounds, performance_column, raw_perf, run_or_df)
     smooth_entropy, smooth_perf = smooth(raw_entropy, smoothing), smooth(raw_perf, smoothing)
     keep = np.isfinite(smooth_entropy) & np.isfinite(smooth_perf) & np.isfinite(raw_perf)
     steps = frame["step"].to_numpy(dtype=np.float64)[keep]
@@ -118,8 +122,7 @@ class OriginScore:
         return float(self.errors(method)[-1])
 
 
-def score_origin(series: RunSeries, cut: int, *, warmup="auto", n_bootstrap: int = 0, ci: float = 0.95,
-                 seed: int = 0, horizon: int | None = None) -> OriginScore:
+def score_origin(series: RunSeries, cut: int, options: LawOptions, *, horizon: int | None = None) -> OriginScore:
     """Fit the law and the baselines on points [0, cut) and score them on points [cut, cut + horizon)."""
     end = series.steps.size if horizon is None else min(series.steps.size, cut + horizon)
     if cut < MIN_POINTS or cut >= end:
@@ -127,12 +130,7 @@ def score_origin(series: RunSeries, cut: int, *, warmup="auto", n_bootstrap: int
             f"origin: expected at least {MIN_POINTS} points to fit and 1 to score, got {cut} and {max(0, end - cut)}"
         )
     window_steps, window_perf = series.steps[:cut], series.fitted[:cut]
-    fit = fit_series_law(
-        window_steps, series.entropy[:cut], window_perf,
-        entropy_column=series.entropy_column, performance_column=series.performance_column,
-        smoothing=series.smoothing, warmup=warmup, bounds=series.bounds,
-        stop_at_regime_exit=False, n_bootstrap=n_bootstrap, ci=ci, seed=seed,
-    )
+    fit = series.fit_law(cut, options)
     test_steps = series.steps[cut:end]
     predictions = {
         "law": fit.predict(series.entropy[cut:end]),
@@ -160,7 +158,7 @@ def skill_score(law_rmse: float, baseline_rmses: dict[str, float]) -> float:
 
 
 @dataclass(frozen=True)
-class EarlyPrediction:
+class EarlyPrediction(JsonResult):
     """The law fitted on the first ``fraction`` of a run's steps, scored on the rest."""
 
     fraction: float
@@ -177,40 +175,17 @@ class EarlyPrediction:
     table: pd.DataFrame = field(repr=False, compare=False)
     regime_exit_step: float | None = None
 
-    def to_dict(self) -> dict:
-        return {
-            "fraction": self.fraction,
-            "cut_step": json_float(self.cut_step),
-            "n_fit": self.n_fit,
-            "n_test": self.n_test,
-            "law_rmse": json_float(self.law_rmse),
-            "law_final_error": json_float(self.law_final_error),
-            "baseline_rmse": {k: json_float(v) for k, v in self.baseline_rmse.items()},
-            "baseline_final_error": {k: json_float(v) for k, v in self.baseline_final_error.items()},
-            "best_baseline": self.best_baseline,
-            "skill": json_float(self.skill),
-            "regime_exit_step": json_float(self.regime_exit_step),
-            "fit": self.fit.to_dict(),
-        }
 
+def early_prediction(run_or_df, fraction: float = 0.15, *, options: LawOptions | None = None,
+                     **overrides) -> EarlyPrediction:
+    """Fit on the steps up to ``first + fraction * (last - first)`` and score on the steps after.
 
-def early_prediction(
-    run_or_df,
-    fraction: float = 0.15,
-    *,
-    performance: str = "auto",
-    entropy: str = "entropy_mean",
-    smoothing=None,
-    warmup="auto",
-    bounds="auto",
-    n_bootstrap: int = 1000,
-    ci: float = 0.95,
-    seed: int = 0,
-) -> EarlyPrediction:
-    """Fit on the steps up to ``first + fraction * (last - first)`` and score on the steps after."""
+    ``options`` / keywords: how to fit the law (``LawOptions``).
+    """
     if not 0.0 < fraction < 1.0:
         raise InputError(f"fraction: expected a value in (0, 1), got {fraction}")
-    series = run_series(run_or_df, performance=performance, entropy=entropy, smoothing=smoothing, bounds=bounds)
+    options = LawOptions.of(options, **overrides)
+    series = run_series(run_or_df, options)
     if series.steps.size == 0:
         raise AnalysisError(f"performance {series.performance_column!r}: no step has both entropy and performance")
     cut_step = series.steps[0] + fraction * (series.steps[-1] - series.steps[0])
@@ -221,7 +196,7 @@ def early_prediction(
             f"{series.performance_column} point(s) and leaves {series.steps.size - cut} to score; need >= "
             f"{MIN_POINTS} and >= 1: use another fraction or performance column"
         )
-    score = score_origin(series, cut, warmup=warmup, n_bootstrap=n_bootstrap, ci=ci, seed=seed)
+    score = score_origin(series, cut, options)
     baseline_rmse = {name: score.rmse(name) for name in BASELINES}
     table = pd.DataFrame({"step": score.test_steps, "actual": score.actual, **score.predictions})
     return EarlyPrediction(
@@ -242,7 +217,7 @@ def early_prediction(
 
 
 @dataclass(frozen=True)
-class Backtest:
+class Backtest(JsonResult):
     """Rolling-origin evaluation: per-origin errors and the aggregate skill.
 
     Aggregate RMSE per method = sqrt(mean over origins of each origin's MSE), so every cut
@@ -266,50 +241,36 @@ class Backtest:
     recent_baseline_rmse: dict[str, float] = field(default_factory=dict)
     recent_skill: float = math.nan
 
-    def to_dict(self) -> dict:
-        return {
-            "n_origins": self.n_origins,
-            "n_recent": self.n_recent,
-            "recent_law_rmse": json_float(self.recent_law_rmse),
-            "recent_baseline_rmse": {k: json_float(v) for k, v in self.recent_baseline_rmse.items()},
-            "recent_skill": json_float(self.recent_skill),
-            "law_rmse": json_float(self.law_rmse),
-            "baseline_rmse": {k: json_float(v) for k, v in self.baseline_rmse.items()},
-            "best_baseline": self.best_baseline,
-            "skill": json_float(self.skill),
-            "performance_column": self.performance_column,
-            "regime_exit_step": json_float(self.regime_exit_step),
-        }
-
 
 def backtest(
     run_or_df,
     origins=None,
     *,
-    performance: str = "auto",
-    entropy: str = "entropy_mean",
-    smoothing=None,
-    warmup="auto",
-    bounds="auto",
+    options: LawOptions | None = None,
     horizon: int | None = None,
     min_fit: int = MIN_FIT_POINTS,
+    **overrides,
 ) -> Backtest:
     """Rolling-origin backtest: for each origin k, fit on steps <= k and score on steps > k.
 
     ``origins``: None (up to 40 evenly spaced cut points, the first after max(``min_fit``, 10%
     of the points)), an int (that many evenly spaced), or a sequence of step values. ``horizon``: score only the
-    next ``horizon`` points after each origin (None: all of them).
+    next ``horizon`` points after each origin (None: all of them). ``options`` / keywords: how to
+    fit the law (``LawOptions``; the per-origin fits draw no bootstrap intervals).
     """
-    series = run_series(run_or_df, performance=performance, entropy=entropy, smoothing=smoothing, bounds=bounds)
-    return backtest_series(series, origins, warmup=warmup, horizon=horizon, min_fit=min_fit)
+    options = LawOptions.of(options, **overrides)
+    return backtest_series(run_series(run_or_df, options), options, origins, horizon=horizon, min_fit=min_fit)
 
 
-def backtest_series(series: RunSeries, origins=None, *, warmup="auto", horizon=None, min_fit=MIN_FIT_POINTS) -> Backtest:
+def backtest_series(series: RunSeries, options: LawOptions, origins=None, *, horizon=None,
+                    min_fit=MIN_FIT_POINTS) -> Backtest:
+    """The rolling-origin backtest of an already built series (``backtest``, ``forecast_ceiling``)."""
+    options = replace(options, n_bootstrap=0)  # each origin is scored on its point forecast
     rows, squared = [], {m: [] for m in METHODS}
     first_cut = max(min_fit, MIN_POINTS, math.ceil(FIRST_ORIGIN_FRACTION * series.steps.size))
     for cut in _origin_cuts(series.steps, origins, first_cut, series.steps.size - 1):
         try:
-            score = score_origin(series, cut, warmup=warmup, horizon=horizon)
+            score = score_origin(series, cut, options, horizon=horizon)
         except AnalysisError:
             continue  # too few points after the warm-up, or constant entropy in this window
         row = {"origin_step": score.origin_step, "n_fit": score.fit.n, "n_test": int(score.test_steps.size),
@@ -359,7 +320,8 @@ def _origin_cuts(steps: np.ndarray, origins, first_cut: int, last_cut: int) -> l
             raise InputError(f"origins: expected a count >= 1 or a sequence of steps, got {origins}")
         if last_cut < first_cut:
             return []
-        return sorted(set(np.linspace(first_cut, last_cut, num=min(count, last_cut - first_cut + 1)).round().astype(int)))
+        cuts = np.linspace(first_cut, last_cut, num=min(count, last_cut - first_cut + 1)).round().astype(int)
+        return sorted(set(cuts))
     try:
         origin_steps = np.asarray(list(origins), dtype=np.float64)
     except (TypeError, ValueError):
@@ -372,33 +334,24 @@ def ceiling_curve(
     run_or_df,
     origins=None,
     *,
-    performance: str = "auto",
-    entropy: str = "entropy_mean",
-    smoothing=None,
-    warmup="auto",
-    bounds="auto",
-    n_bootstrap: int = 200,
-    ci: float = 0.95,
-    seed: int = 0,
+    options: LawOptions | None = None,
     min_fit: int = MIN_FIT_POINTS,
+    **overrides,
 ) -> pd.DataFrame:
     """The predicted ceiling (with its interval) as a function of the steps seen.
 
     One row per origin: ``step`` (last step seen), ``n_points``, ``ceiling``, ``ceiling_lo``,
     ``ceiling_hi``, ``r2``, ``reliable``. Origins as in ``backtest``; the last origin is the
-    whole run.
+    whole run. ``options`` / keywords: how to fit the law (``LawOptions``; 200 bootstrap
+    resamples per origin unless told otherwise).
     """
-    series = run_series(run_or_df, performance=performance, entropy=entropy, smoothing=smoothing, bounds=bounds)
+    options = LawOptions.of(options, {"n_bootstrap": CURVE_BOOTSTRAP}, **overrides)
+    series = run_series(run_or_df, options)
     rows = []
     cuts = _origin_cuts(series.steps, origins, max(min_fit, MIN_POINTS), series.steps.size)
     for cut in cuts:
         try:
-            fit = fit_series_law(
-                series.steps[:cut], series.entropy[:cut], series.fitted[:cut],
-                entropy_column=series.entropy_column, performance_column=series.performance_column,
-                smoothing=series.smoothing, warmup=warmup, bounds=series.bounds,
-                stop_at_regime_exit=False, n_bootstrap=n_bootstrap, ci=ci, seed=seed,
-            )
+            fit = series.fit_law(cut, options)
         except AnalysisError:
             continue
         rows.append({"step": float(series.steps[cut - 1]), "n_points": fit.n, "ceiling": fit.ceiling,

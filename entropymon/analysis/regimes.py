@@ -20,13 +20,14 @@ seen live.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from entropymon.analysis._frame import choose_performance, column_values, json_float, step_frame
+from entropymon.analysis._frame import choose_performance, column_values, step_frame
 from entropymon.analysis.bounds import resolve_bounds
 from entropymon.errors import InputError
+from entropymon.results import JsonResult
 
 WARMUP_MIN_RISE = 0.05
 DEFAULT_SURGE = 0.5
@@ -44,7 +45,7 @@ def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class RegimeExit:
+class RegimeExit(JsonResult):
     """The step a run left the law's regime, why, and the values that show it."""
 
     step: float
@@ -54,12 +55,6 @@ class RegimeExit:
     reference: float
     threshold: float
     message: str
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        for key in ("step", "value", "reference", "threshold"):
-            out[key] = json_float(out[key])
-        return out
 
 
 def warmup_length(entropy, *, surge: float = DEFAULT_SURGE) -> int:

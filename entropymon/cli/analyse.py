@@ -15,15 +15,16 @@ import typer
 from rich.table import Table
 
 from entropymon.cli import output
-from entropymon.display import SEVERITIES, trust_word
 from entropymon.cli.options import open_run, parse_bounds, parse_rules, parse_smoothing, parse_thresholds, parse_warmup
+from entropymon.display import SEVERITIES, trust_word
 
 # ``entropymon check`` exit codes (documented in its help and the README)
 EXIT_HEALTHY = 0
 EXIT_ALERT = 3
 FAIL_LEVELS = SEVERITIES
 
-RunsArg = Annotated[list[Path], typer.Argument(help="Run folders (each holds a run.json).", metavar="RUN", show_default=False)]
+RunsArg = Annotated[list[Path], typer.Argument(help="Run folders (each holds a run.json).", metavar="RUN",
+                                               show_default=False)]
 RunArg = Annotated[Path, typer.Argument(help="A run folder (holds a run.json).", metavar="RUN", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 PerformanceOpt = Annotated[str, typer.Option(help="Performance column, or 'auto' (eval_accuracy, else reward_mean).")]
@@ -110,6 +111,7 @@ def fit(
     """
     from entropymon.analysis._frame import performance_reason, step_frame
     from entropymon.analysis.forecast import forecast_ceiling
+    from entropymon.analysis.law import LawOptions
     from entropymon.analysis.prediction import early_prediction
     from entropymon.errors import AnalysisError, InputError
 
@@ -121,11 +123,11 @@ def fit(
     if isinstance(warmup_value, int) and warmup_value >= n_steps:
         raise InputError(f"--warmup: expected fewer leading points to leave out than the run's {n_steps} steps, "
                          f"got {warmup_value}")
-    options = dict(performance=performance, entropy=entropy, smoothing=parse_smoothing(smoothing),
-                   warmup=warmup_value, bounds=parse_bounds(bounds), n_bootstrap=bootstrap)
-    forecast = forecast_ceiling(the_run, **options)
+    options = LawOptions(performance=performance, entropy=entropy, smoothing=parse_smoothing(smoothing),
+                         warmup=warmup_value, bounds=parse_bounds(bounds), n_bootstrap=bootstrap)
+    forecast = forecast_ceiling(the_run, options=options)
     try:
-        early = early_prediction(the_run, fraction, **options).to_dict()
+        early = early_prediction(the_run, fraction, options=options).to_dict()
         early.pop("fit", None)
     except AnalysisError as error:
         early = {"fraction": fraction, "error": str(error)}
@@ -190,12 +192,14 @@ def _print_fit(result: dict) -> None:
               f"{output.number(backtest['skill'], 2)} (all origins)", markup=False)
     early = result["early_prediction"]
     if "error" in early:
-        out.print(f"early prediction (first {early['fraction']:g} of the steps): not possible: {early['error']}", markup=False)
+        out.print(f"early prediction (first {early['fraction']:g} of the steps): not possible: {early['error']}",
+                  markup=False)
     else:
         baselines = ", ".join(f"{k.replace('_', ' ')} {output.number(v)}" for k, v in early["baseline_rmse"].items())
-        out.print(f"early prediction: fitted on {early['n_fit']} points (steps <= {output.number(early['cut_step'], 6)}), "
-                  f"scored on {early['n_test']}: RMSE law {output.number(early['law_rmse'])} vs {baselines}; "
-                  f"final-step error {output.number(early['law_final_error'])}; skill {output.number(early['skill'], 2)}",
+        number = output.number
+        out.print(f"early prediction: fitted on {early['n_fit']} points (steps <= {number(early['cut_step'], 6)}), "
+                  f"scored on {early['n_test']}: RMSE law {number(early['law_rmse'])} vs {baselines}; "
+                  f"final-step error {number(early['law_final_error'])}; skill {number(early['skill'], 2)}",
                   markup=False)
         if early["skill"] is None or early["skill"] <= 0:
             out.print(f"  -> fitted that early, the law predicted the rest no better than the "

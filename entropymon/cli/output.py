@@ -9,15 +9,14 @@ pandas or the analysis, so ``entropymon --help`` stays fast.
 from __future__ import annotations
 
 import json
-import math
 import sys
-from collections.abc import Mapping
 
 from rich.console import Console
 
 from entropymon.display import change, interval, number, verdict
+from entropymon.results import to_json
 
-__all__ = ["stdout", "stderr", "one_line", "print_error", "show_warning", "jsonable", "print_json",
+__all__ = ["stdout", "stderr", "one_line", "print_error", "show_warning", "print_json",
            "number", "interval", "change", "verdict"]
 
 # piped output (CI logs, tests) gets room for tables instead of rich's 80-column default
@@ -40,19 +39,6 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     sys.stderr.write(f"warning: {one_line(message)}\n")
 
 
-def jsonable(value):
-    """``value`` with NaN/inf floats as None and tuples as lists, so ``json.dumps`` is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "size", None) == 1:  # numpy scalar
-        return jsonable(value.item())
-    return value
-
-
 def print_json(value) -> None:
-    sys.stdout.write(json.dumps(jsonable(value), indent=2, allow_nan=False, default=str) + "\n")
+    sys.stdout.write(json.dumps(to_json(value), indent=2, allow_nan=False, default=str) + "\n")
 

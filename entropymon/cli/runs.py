@@ -91,7 +91,8 @@ def _short_time(iso) -> str:
 
 
 def import_command(
-    kind: Annotated[str, typer.Argument(help="What SRC is: trl, tensorboard, verl or csv.", metavar="KIND", show_default=False)],
+    kind: Annotated[str, typer.Argument(help="What SRC is: trl, tensorboard, verl or csv.", metavar="KIND",
+                                        show_default=False)],
     src: Annotated[Path, typer.Argument(
         help="TRL output folder, TensorBoard event file or folder, veRL JSONL file, or curves CSV.",
         metavar="SRC", show_default=False)],
@@ -114,7 +115,8 @@ def import_command(
     with Progress(TextColumn("importing {task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=output.stderr, transient=True) as progress:
         task = progress.add_task(f"{kind} {src}", total=None)
-        path = import_run(kind, src, out, progress=lambda done, total: progress.update(task, completed=done, total=total))
+        path = import_run(kind, src, out,
+                          progress=lambda done, total: progress.update(task, completed=done, total=total))
     run = open_run(path)
     mapping = (run.meta.get("config") or {}).get("name_mapping", {})
     mapped = {k: v for k, v in mapping.items() if not v.startswith(("import/", "trl/"))}
@@ -147,7 +149,8 @@ def compact_command(
 
 
 def report_command(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders to put in the report.", metavar="RUN", show_default=False)],
+    runs: Annotated[list[Path], typer.Argument(help="Run folders to put in the report.", metavar="RUN",
+                                               show_default=False)],
     out: Annotated[Optional[Path], typer.Option(
         "--output", "-o", show_default=False,
         help="The HTML file to write (default: RUN/report.html for one run, report.html in the runs' "

@@ -1,7 +1,10 @@
 """``entropymon demo`` and ``entropymon dashboard``: the commands that start something and keep running.
 
 Why here: both import heavy things (torch and TRL for the demo, Dash for the dashboard) only
-inside the command, so the rest of the CLI stays light. The default logdir of ``dashboard``
+inside the command, so the rest of the CLI stays light. That lazy import is also what keeps the
+two packages from importing each other: ``entropymon_dashboard`` (``dashboards/``) imports
+entropymon, and entropymon names the dashboard only inside ``dashboard`` (and ``run_demo``), never
+at module level. The default logdir of ``dashboard``
 and ``list`` is ``./runs`` when it exists, else the sample runs that ship with entropymon: the
 package ``entropymon.sample_logs`` (inside the installed package from a wheel, the repository's
 ``sample_logs/`` in an editable install); ``entropymon list --samples`` prints where they are.
@@ -58,7 +61,8 @@ def dashboard(
         help="Folder of runs (default: ./runs if present, else the bundled sample runs).", show_default=False)] = None,
     host: Annotated[str, typer.Option(help="Address to serve on.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = DEFAULT_PORT,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Log every HTTP request (each open tab polls every 2 s).")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Log every HTTP request (each open tab polls every 2 s).")] = False,
 ) -> None:
     """Serve the live Dash dashboard over a folder of runs.
 

@@ -38,7 +38,8 @@ def law_scatter_figure(fit, early=None, title: str = "Performance against entrop
     fig = go.Figure()
     fig.add_trace(scatter_class(h.size)(
         x=h, y=r, mode="markers", name=f"steps ({fit.performance_column or 'R'})",
-        marker={"color": steps, "colorscale": "Viridis", "size": 6, "colorbar": {"title": {"text": "step"}, "thickness": 10}},
+        marker={"color": steps, "colorscale": "Viridis", "size": 6,
+                "colorbar": {"title": {"text": "step"}, "thickness": 10}},
         customdata=steps, hovertemplate="H %{x:.4f} nats<br>R %{y:.4f}<br>step %{customdata}<extra></extra>",
     ))
     grid = np.linspace(0.0, max(float(np.max(h)), 1e-6) * 1.05, CURVE_POINTS)
@@ -49,9 +50,10 @@ def law_scatter_figure(fit, early=None, title: str = "Performance against entrop
                                  name=f"early fit (first {early.fraction:.0%})",
                                  line={"color": run_color(4), "width": 2, "dash": "dash"}))
     low, high = fit.ceiling_ci
-    error = {} if not (math.isfinite(low) and math.isfinite(high)) else {
-        "error_y": {"type": "data", "symmetric": False, "array": [high - fit.ceiling], "arrayminus": [fit.ceiling - low]}}
-    fig.add_trace(go.Scatter(x=[0.0], y=[fit.ceiling], mode="markers", name=f"ceiling {fit.ceiling:.3g} [{low:.3g}, {high:.3g}]",
+    error = {} if not (math.isfinite(low) and math.isfinite(high)) else {"error_y": {
+        "type": "data", "symmetric": False, "array": [high - fit.ceiling], "arrayminus": [fit.ceiling - low]}}
+    fig.add_trace(go.Scatter(x=[0.0], y=[fit.ceiling], mode="markers",
+                             name=f"ceiling {fit.ceiling:.3g} [{low:.3g}, {high:.3g}]",
                              marker={"symbol": "star", "size": 14, "color": run_color(1)}, **error))
     return styled(fig, title, uirevision=uirevision, x_title="policy entropy H (nats)",
                   y_title=fit.performance_column or "R")

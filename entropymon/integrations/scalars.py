@@ -32,9 +32,6 @@ RENAMES = {
     "learning_rate": "lr",
 }
 EVAL_ACCURACY_KEY = re.compile(r"eval_.*acc(uracy)?", re.IGNORECASE)
-# The Trainer's end-of-training summary: not a training step's values.
-SUMMARY_KEYS = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss",
-                          "total_flos"})
 
 
 def numeric_scalars(logs: Mapping | None, skip_prefixes: tuple[str, ...] = ()) -> dict[str, float]:

@@ -31,7 +31,6 @@ working. Training never sees an exception from here.
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable
 
 import torch

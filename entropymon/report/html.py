@@ -2,10 +2,11 @@
 
 Why self-contained: reports get mailed, archived and opened on machines without network, so
 plotly.js is inlined once (with the first figure) and every other figure reuses it; no CDN link,
-no external stylesheet. The numbers and verdicts come from ``entropymon.analysis`` (the same
-``summarize_run`` the CLI prints, ``forecast_ceiling`` for the fitted points, ``entropy_dynamics``)
-and the figures from the pure builders in ``entropymon.figures.overlays``, numbers and verdicts
-in the words of ``entropymon.display`` (as the CLI and the dashboard write them). A part a run cannot support (no
+no external stylesheet. The numbers and verdicts come from ``entropymon.analysis``: the same
+``summarize`` the CLI prints, whose forecast also gives the fitted points and whose
+``entropy_dynamics`` the covariance section draws (each computed once per run). The figures come
+from the pure builders in ``entropymon.figures.overlays``, numbers and verdicts in the words of
+``entropymon.display`` (as the CLI and the dashboard write them). A part a run cannot support (no
 covariance logged, too few points for a fit) is reported in words, never as a crash.
 """
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from entropymon import display
 from entropymon._version import __version__
-from entropymon.errors import AnalysisError, InputError
+from entropymon.errors import InputError
 from entropymon.figures import overlays as figures
 from entropymon.registry import PREDICTOR_LABELS
 
@@ -55,30 +56,25 @@ class RunAnalysis:
 def analyse_run(run, *, n_bootstrap: int = 1000) -> RunAnalysis:
     """Run every analysis the report needs on ``run`` (a ``Run`` or a step DataFrame)."""
     from entropymon.analysis._frame import run_name, step_frame
-    from entropymon.analysis.dynamics import entropy_dynamics
-    from entropymon.analysis.forecast import forecast_ceiling
-    from entropymon.analysis.summary import summarize_run
+    from entropymon.analysis.summary import summarize
 
     frame = step_frame(run)
-    summary = summarize_run(run, n_bootstrap=n_bootstrap)
+    result = summarize(run, n_bootstrap=n_bootstrap)  # the law is fitted once, here
+    summary = result.to_dict()
     analysis = RunAnalysis(run_name(run, summary.get("run") or "run"), frame, summary)
-    try:
-        forecast = forecast_ceiling(run, n_bootstrap=n_bootstrap)
-    except AnalysisError:
-        forecast = None  # summarize_run's reason already says why
+    forecast = result.forecast  # None: the summary's reason says why
     if forecast is not None and forecast.fit is not None:
         fit = forecast.fit
         analysis.law_points = pd.DataFrame({"entropy": fit.entropy, "performance": fit.performance})
         analysis.law = {"a": fit.a, "b": fit.b, "ceiling": fit.ceiling, "ceiling_ci": fit.ceiling_ci,
                         "trustworthy": forecast.trustworthy, "performance_column": fit.performance_column}
-    try:
-        dynamics = entropy_dynamics(run)
+    dynamics = result.dynamics  # computed once, by the summary
+    if dynamics is not None:
         analysis.dynamics_table = dynamics.table
         analysis.dynamics = {form: fit.eta_eff for form, fit in dynamics.fits.items()}
         analysis.dynamics_error = "; ".join(dynamics.missing.values()) or None
-        analysis.summary["dynamics"] = dynamics.to_dict()
-    except AnalysisError as error:
-        analysis.dynamics_error = str(error)
+    else:
+        analysis.dynamics_error = result.dynamics_error
     return analysis
 
 
