@@ -4,8 +4,10 @@ Why a separate script: crash safety can only be tested by really ending a proces
 SIGTERM, interpreter exit, ``os._exit`` mid-compaction), which a test cannot do to itself.
 
 Usage: ``python tests/log_child.py MODE LOGDIR RUN [ARGS]`` with MODE one of
-- ``write FIRST_STEP N_STEPS``: log steps (with samples and tokens), flush after each and print
-  the step once its flush returned True; ``N_STEPS`` 0 means forever (until killed);
+- ``write FIRST_STEP N_STEPS [START_AT [FANOUT]]``: log steps (with samples and tokens), flush
+  after each and print the step once its flush returned True; ``N_STEPS`` 0 means forever (until
+  killed); ``START_AT`` (Unix time) makes it open the log at that instant, so two children start
+  together; ``FANOUT`` is the writer's ``merge_fanout`` (small: merges all the time);
 - ``sigterm-chained``: install a Python SIGTERM handler, open the log, log steps without
   flushing, print ``ready`` and wait; the entropymon handler must flush then call ours;
 - ``sigterm-default``: the same without a previous handler (the process must die by SIGTERM);
@@ -51,10 +53,12 @@ def log_one(log, step: int) -> None:
     log.log_tokens(step, token_rows(step))
 
 
-def write(logdir: str, run: str, first: int, count: int) -> None:
+def write(logdir: str, run: str, first: int, count: int, start_at: float = 0.0, fanout: int = 8) -> None:
     from entropymon.log.writer import RunLog
 
-    log = RunLog(logdir, run, flush_interval_s=0.05)
+    while time.time() < start_at:
+        time.sleep(0.0005)
+    log = RunLog(logdir, run, flush_interval_s=0.05, merge_fanout=fanout)
     print("ready", flush=True)
     step = first
     while count == 0 or step < first + count:
@@ -120,7 +124,9 @@ def compact_and_crash(logdir: str, run: str, table: str, stage: str) -> None:
 def main(argv: list[str]) -> None:
     mode, logdir, run, *rest = argv
     if mode == "write":
-        write(logdir, run, int(rest[0]), int(rest[1]))
+        options = [float(rest[2])] if len(rest) > 2 else []
+        options += [int(rest[3])] if len(rest) > 3 else []
+        write(logdir, run, int(rest[0]), int(rest[1]), *options)
     elif mode == "sigterm-chained":
         wait_for_signal(logdir, run, chained=True)
     elif mode == "sigterm-default":

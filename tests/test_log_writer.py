@@ -130,8 +130,10 @@ def test_bad_arguments_raise_input_error_naming_the_argument(tmp_path):
         with pytest.raises(InputError, match=f"{name}: expected"):
             RunLog(tmp_path, "r", **kwargs)
     with RunLog(tmp_path, "r") as log:
-        with pytest.raises(InputError, match="step: expected an integer >= 0, got int -1"):
+        with pytest.raises(InputError, match=r"step: expected an integer >= 0 and < 2\*\*63, got int -1"):
             log.log_step(-1, {})
+        with pytest.raises(InputError, match=r"step: expected an integer >= 0 and < 2\*\*63, got int 9223372036854775808"):
+            log.log_step(2**63, {})
         with pytest.raises(InputError, match="step: expected"):
             log.log_step("3", {})
         with pytest.raises(InputError, match="metrics: expected a dict"):
@@ -255,14 +257,52 @@ def test_rows_that_cannot_be_stored_are_counted_and_the_writer_goes_on(tmp_path,
         with RunLog(tmp_path, "r") as log:
             log.log_samples(0, {"reward": np.zeros(3), "length": np.zeros(2)})
             log.log_samples(1, {"reward": np.ones(2)})
-            log.log_step(0, {"bad": object()})
+            log.log_step(0, {"bad": object(), "good": 0.5})
             log.log_step(1, {"good": 1.0})
             assert log.flush(timeout=10)
             assert log.errors == 2
     assert "column 'length' has 2 rows, expected 3 like column 'reward'" in caplog.text
+    assert "left out 1 step metric value(s)" in caplog.text
     assert read_chunks(tmp_path / "r", "samples")["step"].tolist() == [1, 1]
     steps = read_chunks(tmp_path / "r", "steps")
-    assert steps["step"].tolist() == [1] and "bad" not in steps
+    assert steps["step"].tolist() == [0, 1] and steps["good"].tolist() == [0.5, 1.0]
+    assert steps["bad"].isna().all()  # only the odd value is left out, not its row
+
+
+@pytest.mark.parametrize("odd", ["abc", [1.0, 2.0], {"a": 1}, float("inf")], ids=["str", "list", "dict", "inf"])
+def test_one_odd_value_in_a_flush_costs_that_value_only_and_is_counted(tmp_path, odd):
+    with RunLog(tmp_path, "r", flush_interval_s=3600) as log:
+        for step in range(6):
+            log.log_step(step, {"x": float(step), "y": odd if step == 2 else step * 10.0})
+        assert log.flush(timeout=10)
+        expected_errors = 0 if odd == float("inf") else 1  # inf is a number: stored as it is
+        assert log.errors == expected_errors
+    steps = read_chunks(tmp_path / "r", "steps")
+    assert steps["step"].tolist() == list(range(6))
+    assert steps["x"].tolist() == [float(s) for s in range(6)]
+    y = steps["y"].tolist()
+    assert [v for i, v in enumerate(y) if i != 2] == [s * 10.0 for s in range(6) if s != 2]
+    assert y[2] == odd if odd == float("inf") else np.isnan(y[2])
+
+
+def test_one_element_arrays_and_tensors_are_stored_as_their_number(tmp_path):
+    torch = pytest.importorskip("torch")
+    with RunLog(tmp_path, "r", flush_interval_s=3600) as log:
+        log.log_step(0, {"x": torch.tensor([0.25]), "y": np.array([3])})
+        log.log_step(1, {"x": 0.5, "y": 4.0})
+        assert log.flush(timeout=10) and log.errors == 0
+    steps = read_chunks(tmp_path / "r", "steps")
+    assert steps["x"].tolist() == [0.25, 0.5] and steps["y"].tolist() == [3.0, 4.0]
+
+
+def test_text_with_lone_surrogates_is_kept_repaired_and_counted(tmp_path):
+    with RunLog(tmp_path, "r") as log:
+        log.log_samples(0, {"sample_id": [0, 1, 2], "text": ["fine", "bad \ud800 half", "also fine"]})
+        assert log.flush(timeout=10)
+        assert log.errors == 1
+    samples = read_chunks(tmp_path / "r", "samples")
+    assert samples["text"].tolist() == ["fine", "bad \ufffd half", "also fine"]
+    assert samples["sample_id"].tolist() == [0, 1, 2]
 
 
 def test_strict_mode_raises_the_writer_error_at_the_next_call(tmp_path):
@@ -273,22 +313,47 @@ def test_strict_mode_raises_the_writer_error_at_the_next_call(tmp_path):
     log.close()
 
 
-def test_repeated_write_failures_are_logged_and_disable_the_writer(tmp_path, caplog):
-    log = RunLog(tmp_path, "r", max_consecutive_errors=3, flush_interval_s=3600)
-    shutil.rmtree(tmp_path / "r" / "steps")
-    (tmp_path / "r" / "steps").write_text("a file where the steps folder was")
-    with caplog.at_level(logging.ERROR, logger="entropymon.log"):
+def test_repeated_write_failures_are_counted_logged_once_and_the_writer_recovers(tmp_path, caplog):
+    seen = []
+    log = RunLog(tmp_path, "r", max_consecutive_errors=3, flush_interval_s=3600, on_error=seen.append)
+    steps = tmp_path / "r" / "steps"
+    shutil.rmtree(steps)
+    steps.write_text("a file where the steps folder was")
+    with caplog.at_level(logging.WARNING, logger="entropymon.log"):
         log.log_step(0, {"x": 1.0})
         results = [log.flush(timeout=10) for _ in range(3)]
-        log.log_step(1, {"x": 1.0})  # ignored, not raised
+        assert log.failing
+        log.log_step(1, {"x": 2.0})  # kept in memory while writes fail, not dropped
         assert log.flush(timeout=10) is False
-    assert results == [False, False, False]
-    assert log.errors == 3 and log.disabled
-    assert "could not write a steps chunk" in caplog.text and "disabled after 3 failed writes" in caplog.text
-    # rate limiting: one message for the first failure, the others suppressed, one for disabling
+        assert results == [False, False, False]
+        assert log.errors == 4 and len(seen) == 4 and all(isinstance(e, OSError) for e in seen)
+        steps.unlink()  # the disk recovers
+        steps.mkdir()
+        assert log.flush(timeout=10) is True
+        assert not log.failing
+    assert "could not write a steps chunk" in caplog.text and "3 failed writes in a row" in caplog.text
+    assert "works again after 4 failed writes" in caplog.text
+    # rate limiting: one message for the first failure, the others suppressed
     assert len([r for r in caplog.records if "could not write" in r.getMessage()]) == 1
     log.close()
+    assert read_chunks(tmp_path / "r", "steps")["x"].tolist() == [1.0, 2.0]
+    assert log.dropped_rows == 0
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "closed"
+
+
+def test_rows_waiting_beyond_max_pending_rows_while_writes_fail_are_dropped_and_counted(tmp_path):
+    log = RunLog(tmp_path, "r", max_consecutive_errors=1, flush_interval_s=3600, chunk_rows=10, max_pending_rows=20)
+    tokens = tmp_path / "r" / "tokens"
+    shutil.rmtree(tokens)
+    tokens.write_text("blocking file")
+    for step in range(6):
+        log.log_tokens(step, {"entropy": np.full(10, float(step))})
+    assert log.flush(timeout=10) is False
+    assert log.dropped_rows == 40  # 60 rows logged, the newest 20 kept
+    tokens.unlink()
+    tokens.mkdir()
+    log.close()
+    assert read_chunks(tmp_path / "r", "tokens")["step"].tolist() == [4] * 10 + [5] * 10
 
 
 def test_a_failed_write_is_retried_at_the_next_flush(tmp_path):

@@ -224,3 +224,108 @@ def test_combine_ranks_without_stat_columns_follows_registry_rules():
 def test_combine_ranks_requires_a_step_column():
     with pytest.raises(InputError, match="steps: expected a 'step' column"):
         combine_ranks(pd.DataFrame({"rank": [0]}))
+
+
+# --- the vectorised combine_ranks against the per-step merge it replaced ------------------------
+
+def reference_combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
+    """combine_ranks as it was before vectorising: merge the stats objects one step at a time."""
+    frame = steps.sort_values(["step", "rank"], kind="stable")
+    n_ranks = frame.groupby("step", sort=True)["rank"].transform("size")
+    single = frame[n_ranks == 1]
+    combined = []
+    for _, group in frame[n_ranks > 1].groupby("step", sort=True):
+        records = group.drop(columns="rank").to_dict("records")
+        out = dict(records[0])
+        out["n_ranks"] = len(records)
+        for column in out:
+            info = describe_metric(column)
+            if column in ("step", "n_ranks") or info is None:
+                continue
+            values = [r[column] for r in records if not _is_missing(r[column])]
+            out[column] = _reference_merge_values(values, info.merge, out[column])
+        for cls in STATS_CLASSES:
+            parts = [s for s in (cls.from_columns(r) for r in records) if s is not None]
+            if parts:
+                merged = cls.merged(parts)
+                out.update(merged.to_columns())
+                out.update(merged.compute())
+        combined.append(out)
+    result = single.drop(columns="rank").assign(n_ranks=1)
+    if combined:
+        result = pd.concat([result, pd.DataFrame(combined)], ignore_index=True)
+    result["n_ranks"] = result["n_ranks"].astype("int64")
+    return result.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return False
+    return bool(pd.isna(value))
+
+
+def _reference_merge_values(values, rule, lowest):
+    if not values:
+        return lowest
+    if rule == "first":
+        return values[0]
+    if isinstance(values[0], (list, tuple, np.ndarray)):
+        return [int(v) for v in np.sum([np.asarray(v) for v in values], axis=0)] if rule == "sum" else values[0]
+    return float({"sum": np.sum, "max": np.max, "min": np.min}.get(rule, np.mean)(values))
+
+
+def _random_rank_rows(seed: int, n_steps: int, n_ranks: int) -> pd.DataFrame:
+    """Rows of real stats for ``n_steps`` steps and up to ``n_ranks`` ranks, with the messes of real logs:
+    ranks that skipped a step, families some ranks lack, nulls, and columns without stat columns."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for step in range(n_steps):
+        ranks = rng.choice(n_ranks, size=rng.integers(1, n_ranks + 1), replace=False)
+        for rank in ranks:
+            data = _batches(int(rng.integers(0, 10**6)), 8)
+            groups = np.repeat(np.arange(4), 2)
+            texts = [" ".join(str(v) for v in rng.integers(0, 4, 4)) for _ in range(8)]
+            extra = {"reward_func/acc": float(rng.random()), "lr": 0.1, "time": float(rng.random()),
+                     "dropped_rows": float(rng.integers(0, 3)), "trl/kl": float(rng.random()), "custom": f"r{rank}",
+                     "eval_accuracy": float(rng.random()) if rng.random() < 0.3 else np.nan}
+            row = _step_row(step, int(rank), data, groups, texts, extra)
+            if rng.random() < 0.3:  # this rank logged no importance weights
+                row = {k: v for k, v in row.items() if not k.startswith("stat/ess_") and k != "ess_frac"}
+            if rng.random() < 0.2:
+                row["stat/groups_pass_at_4_sum"] = np.nan  # a pass@k no group of this rank could give
+                row["stat/groups_pass_at_4_n"] = np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def assert_frames_close(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert sorted(actual.columns) == sorted(expected.columns)
+    assert actual["step"].tolist() == expected["step"].tolist()
+    for column in expected.columns:
+        a, e = actual[column].tolist(), expected[column].tolist()
+        for x, y in zip(a, e):
+            if isinstance(y, (list, np.ndarray)) or isinstance(x, (list, np.ndarray)):
+                assert list(x) == list(y), column
+            elif isinstance(y, str) or isinstance(x, str):
+                assert x == y, column
+            elif _is_missing(y):
+                assert _is_missing(x), (column, x)
+            else:
+                assert x == pytest.approx(y, rel=1e-12, abs=1e-12), (column, x, y)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 6), st.integers(1, 5))
+def test_combine_ranks_equals_the_per_step_merge_of_stats_objects(seed, n_steps, n_ranks):
+    frame = _random_rank_rows(seed, n_steps, n_ranks)
+    assert_frames_close(combine_ranks(frame), reference_combine_ranks(frame))
+
+
+def test_combine_ranks_on_many_ranks_with_empty_parts_equals_the_per_step_merge():
+    frame = _random_rank_rows(7, 4, 12)
+    frame.loc[frame.index[::3], "stat/ess_n"] = 0  # empty importance-weight parts are skipped when merging
+    frame.loc[frame.index[::3], "stat/ess_log_shift"] = -np.inf
+    frame.loc[frame.index[::3], ["stat/ess_sum_w", "stat/ess_sum_w2"]] = 0.0
+    assert_frames_close(combine_ranks(frame), reference_combine_ranks(frame))

@@ -85,7 +85,8 @@ class Monitor:
         self._failures = FailureLog(strict=bool(strict), nan_policy=nan_policy)
         self.alert_watcher = _alert_watcher(alerts, alert_webhook, alert_thresholds, rank=self.rank,
                                             inline=bool(strict), run=run)
-        self._log = RunLog(logdir, run, dict(config or {}), rank=self.rank)
+        self._log = RunLog(logdir, run, dict(config or {}), rank=self.rank, on_error=self._writer_failed)
+        self._last_step = -1  # observe() steps only move forward
         if self.alert_watcher is not None:
             self.alert_watcher.run = self._log.run
         self._stream = StepStream(self._log, self.settings, self._failures, on_caller_thread=bool(strict),
@@ -113,6 +114,9 @@ class Monitor:
         try:
             self._check_open()
             step = _check_step(step)
+            if step < self._last_step:
+                raise InputError(f"step: expected >= {self._last_step} (observe() steps only move forward; step "
+                                 f"{self._last_step} was observed already, so step {step} is written), got {step}")
             check_observation(inputs, self.settings.temperature)
             families = self.settings.families
             observation = reduce_inputs(step, inputs, temperature=self.settings.temperature,
@@ -122,6 +126,7 @@ class Monitor:
             self._failures.record_error("observe", error, on_caller_thread=True)
             return
         del inputs, logits  # no reference to the logits outlives this call
+        self._last_step = step
         self._submit("add_observation", observation)
 
     def probe_due(self, step: int) -> bool:
@@ -235,6 +240,10 @@ class Monitor:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _writer_failed(self, error: BaseException) -> None:
+        """The log writer's errors (full or vanished disk, values it could not store), on its thread."""
+        self._failures.record_error("log writer", error, on_caller_thread=False)
+
     def _submit(self, method: str, *args) -> None:
         if self._worker is None:
             getattr(self._stream, method)(*args)
@@ -268,8 +277,8 @@ def _alert_watcher(alerts, webhook, thresholds, *, rank: int, inline: bool, run)
 
 
 def _check_step(step) -> int:
-    if isinstance(step, bool) or not hasattr(step, "__index__") or step.__index__() < 0:
-        raise InputError(f"step: expected an integer >= 0, got {type(step).__name__} {step!r}")
+    if isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() < 2**63:
+        raise InputError(f"step: expected an integer >= 0 and < 2**63, got {type(step).__name__} {step!r}")
     return step.__index__()
 
 

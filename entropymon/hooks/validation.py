@@ -106,6 +106,9 @@ def check_observation(inputs: dict, temperature: float) -> tuple[int, int | None
         value = inputs.get(name)
         if value is not None and _length(name, value) != n_seq:
             raise InputError(f"{name}: expected {n_seq} entries (one per sequence), got {_length(name, value)}")
+    texts = inputs.get("texts")
+    if texts is not None:
+        _check_texts(texts)
     kl_beta = inputs.get("kl_beta")
     if kl_beta is not None and not (isinstance(kl_beta, (int, float)) and kl_beta > 0):
         raise InputError(f"kl_beta: expected a positive number, got {kl_beta!r}")
@@ -115,6 +118,16 @@ def check_observation(inputs: dict, temperature: float) -> tuple[int, int | None
     if inputs.get("logits") is not None and not temperature > 0:
         raise InputError(f"temperature: expected > 0, got {temperature!r}")
     return n_seq, n_tok
+
+
+def _check_texts(texts) -> None:
+    """Each completion must be a str or a sequence of token ids: one None would void the step's diversity."""
+    for index, text in enumerate(texts):
+        if isinstance(text, str):
+            continue
+        if text is None or isinstance(text, (bool, int, float)) or not hasattr(text, "__len__"):
+            raise InputError(f"texts[{index}]: expected a str (or a sequence of token ids) for every completion, "
+                             f"got {type(text).__name__} {text!r}")
 
 
 def check_temperature(temperature) -> float:

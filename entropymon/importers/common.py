@@ -199,7 +199,7 @@ def _remove_half_made(out: Path, existed: bool) -> None:
         return
     for table in TABLES:
         shutil.rmtree(out / table, ignore_errors=True)
-    for path in [out / RUN_META_FILE, *out.glob("rank-*.heartbeat")]:
+    for path in [out / RUN_META_FILE, *out.glob("rank-*.heartbeat"), *out.glob("rank-*.seg-*.claim")]:
         path.unlink(missing_ok=True)
 
 

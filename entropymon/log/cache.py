@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from entropymon.log.layout import warn_once
-from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN
+from entropymon.log.schema import FIRST_ROW_KEY, RANK_COLUMN, STEP_COLUMN
 
 DEFAULT_MAX_BYTES = 1 << 30
+PRELOAD_THREADS = 4
 
 
 class Vanished(Exception):
@@ -34,12 +36,22 @@ class _Entry:
     version: tuple[int, int]  # (size, mtime_ns)
     schema: pa.Schema | None = None
     step_range: tuple[int, int] | None = None
+    num_rows: int = 0
+    first_row: int | None = None  # the footer's entropymon.first_row (None for older files)
     columns: dict[str, pa.ChunkedArray] = field(default_factory=dict)
     bad: bool = False
 
     @property
     def nbytes(self) -> int:
         return sum(column.nbytes for column in self.columns.values())
+
+
+def _first_row(schema: pa.Schema) -> int | None:
+    raw = (schema.metadata or {}).get(FIRST_ROW_KEY)
+    try:
+        return None if raw is None else int(raw)
+    except ValueError:
+        return None
 
 
 def _step_range(metadata: pq.FileMetaData, schema: pa.Schema) -> tuple[int, int] | None:
@@ -63,6 +75,7 @@ class FileTableCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0  # sum of the entries' nbytes
         self._lock = threading.Lock()
+        self._reads_lock = threading.Lock()
 
     def clear(self) -> None:
         with self._lock:
@@ -74,6 +87,53 @@ class FileTableCache:
         with self._lock:
             entry = self._entry(path, [])
             return None if entry.bad else entry.step_range
+
+    def placement(self, path: Path) -> tuple[int, int] | None:
+        """(first row, number of rows) of a readable file in its segment's row stream, None when
+        unknown (an older file, or unreadable); raises Vanished."""
+        with self._lock:
+            entry = self._entry(path, [])
+            if entry.bad or entry.first_row is None:
+                return None
+            return entry.first_row, entry.num_rows
+
+    def forget(self, paths) -> None:
+        """Drop the entries of files that are gone (merged away), so they free their memory now."""
+        with self._lock:
+            for path in paths:
+                self._drop(str(path))
+
+    def preload(self, paths: list[Path], workers: int = PRELOAD_THREADS) -> None:
+        """Read every column of the files not cached yet, several at a time (pyarrow decodes
+        without holding the GIL), so a cold read of many files costs less than reading them in turn."""
+        todo = []
+        with self._lock:
+            for path in paths:
+                entry = self._entries.get(str(path))
+                if entry is None or entry.schema is None or len(entry.columns) < len(entry.schema.names):
+                    todo.append(path)
+        if len(todo) < 2:
+            return
+
+        def load(path: Path) -> tuple[str, _Entry] | None:
+            try:
+                info = path.stat()
+                entry = _Entry((info.st_size, info.st_mtime_ns))
+                self._load(path, entry, None)
+            except (OSError, pa.ArrowException, ValueError):
+                return None  # read() meets it again, and warns or raises Vanished as it should
+            return str(path), entry
+
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+            loaded = [item for item in pool.map(load, todo) if item is not None]
+        with self._lock:
+            for key, entry in loaded:
+                if entry.bad:
+                    continue
+                self._drop(key)
+                self._entries[key] = entry
+                self._bytes += entry.nbytes
+            self._evict()
 
     def read(self, path: Path, columns: list[str] | None = None) -> pa.Table | None:
         """The file's ``columns`` (all when None; keys always; absent ones left out), None when unreadable."""
@@ -91,6 +151,11 @@ class FileTableCache:
         except FileNotFoundError:
             self._drop(key)
             raise Vanished(key) from None
+        except OSError as error:  # e.g. a link loop: unreadable, not fatal for the run
+            self._drop(key)
+            entry = self._entries[key] = _Entry((-1, -1), bad=True)
+            warn_once(path, f"{path}: skipped a file that cannot be read ({error})")
+            return entry
         version = (info.st_size, info.st_mtime_ns)
         entry = self._entries.get(key)
         if entry is None or entry.version != version:
@@ -122,7 +187,8 @@ class FileTableCache:
             self._bytes -= entry.nbytes
 
     def _load(self, path: Path, entry: _Entry, columns: list[str] | None) -> None:
-        self.reads += 1
+        with self._reads_lock:
+            self.reads += 1
         parquet = pq.ParquetFile(path, page_checksum_verification=True)
         if entry.schema is None:
             schema = parquet.schema_arrow
@@ -133,6 +199,8 @@ class FileTableCache:
                 return
             entry.schema = schema
             entry.step_range = _step_range(parquet.metadata, schema)
+            entry.num_rows = parquet.metadata.num_rows
+            entry.first_row = _first_row(schema)
         missing = [n for n in _wanted(entry.schema, columns) if n not in entry.columns]
         if missing:
             table = parquet.read(columns=missing)

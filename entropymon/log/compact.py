@@ -19,6 +19,7 @@ A live run (a writer holds it) is refused.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ import pyarrow as pa
 from entropymon.errors import InputError
 from entropymon.log import durable, meta
 from entropymon.log.cache import TABLE_CACHE
-from entropymon.log.layout import TableFiles, next_segment, scan_table, warn_once
+from entropymon.log.layout import TableFiles, claim_segment, scan_table, warn_once
+from entropymon.log.merge import first_row_metadata
 from entropymon.log.reader import read_pieces, read_run
 from entropymon.log.resolve import resolve
 from entropymon.log.schema import TABLES, ChunkName, manifest_filename, segment_of
@@ -66,10 +68,14 @@ def compact_run(path, *, on_stage: Callable[[str, str, int], None] | None = None
     for table in TABLES:
         result.recovered += _finish_interrupted(scan_table(run.path / table))
     ranks = sorted({chunk.rank for table in TABLES for chunk, _ in scan_table(run.path / table).active})
-    segments = {rank: next_segment(run.path, rank) for rank in ranks}
-    for table in TABLES:
-        for rank in ranks:
-            _compact_one(run.path / table, table, rank, segments[rank], result, report)
+    claims = {rank: claim_segment(run.path, rank) for rank in ranks}  # a writer starting now gets a later one
+    try:
+        for table in TABLES:
+            for rank in ranks:
+                _compact_one(run.path / table, table, rank, claims[rank][0], result, report)
+    finally:
+        for _, fd in claims.values():
+            os.close(fd)
     return result
 
 
@@ -114,7 +120,7 @@ def _compact_one(folder: Path, table: str, rank: int, segment: int, result: Comp
             return
     target = ChunkName(rank, segment, 0)
     replaced = sorted(path.name for path in readable)
-    durable.write_parquet_temp(merged, folder / target.temp_filename)
+    durable.write_parquet_temp(merged, folder / target.temp_filename, first_row_metadata(0))
     report(table, "written", rank)
     durable.write_json_atomic({"merged": target.filename, "replaced": replaced, "rows": merged.num_rows},
                               folder / manifest_filename(rank, segment))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -51,8 +52,13 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet_temp(table: pa.Table, temp_path: Path) -> None:
-    """Write ``table`` to ``temp_path`` with page checksums and fsync it (not yet visible)."""
+def write_parquet_temp(table: pa.Table, temp_path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    """Write ``table`` to ``temp_path`` with page checksums and fsync it (not yet visible).
+
+    ``metadata`` goes into the file footer's key-value metadata (e.g. the chunk's first row).
+    """
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     pq.write_table(
         table,
         temp_path,
@@ -71,17 +77,30 @@ def publish(temp_path: Path, final_path: Path) -> None:
     fsync_dir(final_path.parent)
 
 
-def write_parquet_atomic(table: pa.Table, temp_path: Path, final_path: Path) -> None:
-    write_parquet_temp(table, temp_path)
+def write_parquet_atomic(table: pa.Table, temp_path: Path, final_path: Path,
+                         metadata: dict[bytes, bytes] | None = None) -> None:
+    write_parquet_temp(table, temp_path, metadata)
     publish(temp_path, final_path)
 
 
 def write_json_atomic(data: dict, final_path: Path) -> None:
-    """Write ``data`` as JSON to ``final_path`` atomically (temporary ``.name.tmp`` + rename)."""
-    temp_path = final_path.with_name(f".{final_path.name}.tmp")
+    """Write ``data`` as JSON to ``final_path`` atomically (temporary + rename).
+
+    The temporary's name is unique to the process and thread (``.name.PID.TID.tmp``), so two
+    writers replacing one file at the same instant (two processes starting one run) never write
+    into each other's temporary: each rename is whole, and the last one wins.
+    """
+    temp_path = final_path.with_name(f".{final_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     text = json.dumps(data, indent=2, sort_keys=False, allow_nan=True)
-    with open(temp_path, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    publish(temp_path, final_path)
+    try:
+        with open(temp_path, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        publish(temp_path, final_path)
+    except BaseException:
+        try:
+            temp_path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise

@@ -8,7 +8,8 @@ after compactions. The rules it applies:
 - a (rank, step) logged by several segments (a restarted process re-did the step) keeps only
   the newest segment's rows, in every table; within that segment several step rows for one
   step (metrics logged in separate calls) merge into one, later non-null values winning;
-- file contents are cached by (path, size, mtime) in cache.TABLE_CACHE.
+- file contents are cached by (path, size, mtime) in cache.TABLE_CACHE; a ``Run`` keeps a
+  ``view.TableView`` per table, so ``refresh()`` reads only rows it has not seen.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from entropymon.log.cache import TABLE_CACHE, Vanished
 from entropymon.log.layout import scan_table
 from entropymon.log.resolve import resolve, tag_segment
 from entropymon.log.schema import RANK_COLUMN, RUN_META_FILE, STEP_COLUMN, TABLES
+from entropymon.log.view import TableView
 
 _LISTING_RETRIES = 5
 
@@ -43,6 +45,8 @@ class Run:
         self.path = path
         self.meta = meta
         self._frames: dict[str, pd.DataFrame] = {}
+        self._views = {table: TableView(path / table, merge_step_rows=(table == "steps")) for table in TABLES}
+        self._combined: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (the steps frame, its step_metrics)
 
     @property
     def name(self) -> str:
@@ -63,11 +67,23 @@ class Run:
     @property
     def step_metrics(self) -> pd.DataFrame:
         """One row per step, ranks combined exactly (``metrics.stats.combine_ranks``)."""
-        if "step_metrics" not in self._frames:
-            from entropymon.metrics.stats import combine_ranks  # numpy-only module; imported on use
+        steps = self.steps
+        if self._combined is not None and self._combined[0] is steps:
+            return self._combined[1]
+        from entropymon.metrics.stats import combine_ranks  # numpy-only module; imported on use
 
-            self._frames["step_metrics"] = combine_ranks(self.steps)
-        return self._frames["step_metrics"]
+        view = self._views["steps"]
+        if self._combined is not None and view.previous is self._combined[0] and view.appended_steps is not None:
+            # a live refresh appended rows: combine only the steps they belong to
+            redo = steps[STEP_COLUMN].isin(view.appended_steps).to_numpy()
+            before = self._combined[1]
+            kept = before[~before[STEP_COLUMN].isin(view.appended_steps).to_numpy()]
+            combined = pd.concat([kept, combine_ranks(steps[redo])], ignore_index=True)
+            combined = combined.sort_values(STEP_COLUMN, kind="stable").reset_index(drop=True)
+        else:
+            combined = combine_ranks(steps)
+        self._combined = (steps, combined)
+        return combined
 
     @property
     def is_live(self) -> bool:
@@ -84,14 +100,15 @@ class Run:
         return [path for table in TABLES for _, path in scan_table(self.path / table).active]
 
     def refresh(self) -> Run:
-        """Forget the loaded tables and re-read run.json; the next access reads only new files."""
+        """Re-read run.json and bring the tables up to date on their next access, reading only
+        the rows that are new since (a folder listing when nothing is)."""
         self.meta = run_meta.read_meta(self.path)
         self._frames.clear()
         return self
 
     def _frame(self, table: str) -> pd.DataFrame:
         if table not in self._frames:
-            self._frames[table] = read_table(self.path, table)
+            self._frames[table] = self._views[table].read()
         return self._frames[table]
 
     def __repr__(self) -> str:
@@ -182,7 +199,10 @@ def read_pieces(folder: Path, columns: list[str] | None = None, steps: _StepFilt
     for _ in range(_LISTING_RETRIES):
         pieces, skipped = [], None
         try:
-            for chunk, path in scan_table(folder).active:
+            active = scan_table(folder).active
+            if steps is None and columns is None:
+                TABLE_CACHE.preload([path for chunk, path in active if rank is None or chunk.rank == rank])
+            for chunk, path in active:
                 if rank is not None and chunk.rank != rank:
                     continue
                 if steps is not None and not steps.overlaps(TABLE_CACHE.step_range(path)):

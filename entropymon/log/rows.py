@@ -12,6 +12,7 @@ Tensors are recognised by their ``detach`` attribute, so torch is never imported
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -41,21 +42,68 @@ def _plain(value):
     return value
 
 
-def _metric_array(name: str, values: list) -> pa.Array:
+def _number(value) -> float | None:
+    """``value`` as a float when it is one number (a bool, an int, a float or a 1-element list)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, (bool, int, float)):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    return None
+
+
+def _histogram(value) -> list | None:
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    return None
+
+
+def _metric_array(name: str, values: list, skipped: list[tuple[int, str, object]]) -> pa.Array:
+    """One steps-table column; a value that does not fit the column's type becomes null and is
+    appended to ``skipped`` as (row index, name, value), so one odd value never costs its row."""
     if name == HISTOGRAM_COLUMN:
-        return pa.array(values, type=HISTOGRAM_TYPE)
+        try:
+            return pa.array(values, type=HISTOGRAM_TYPE)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            kept = [None if v is None else _histogram(v) for v in values]
+            skipped.extend((i, name, v) for i, (v, k) in enumerate(zip(values, kept)) if v is not None and k is None)
+            return pa.array(kept, type=HISTOGRAM_TYPE)
     try:
         return pa.array(values, type=pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise InputError(f"log_step: metric {name!r}: expected numbers or strings, got {values[:3]!r} ({error})") from None
+    try:  # all texts, or all lists of numbers (stat/entropy_hist)
+        array = pa.array(values)
+        if pa.types.is_string(array.type) or (pa.types.is_list(array.type)
+                                               and pa.types.is_integer(array.type.value_type)):
+            return array
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
+        pass
+    present = [v for v in values if v is not None]
+    if sum(isinstance(v, (list, tuple)) and len(v) != 1 for v in present) * 2 > len(present):
+        # a list column (e.g. stat/entropy_hist): lists of integers
+        kept = [None if v is None else _histogram(v) for v in values]
+        skipped.extend((i, name, v) for i, (v, k) in enumerate(zip(values, kept)) if v is not None and k is None)
+        return pa.array(kept, type=HISTOGRAM_TYPE)
+    if sum(isinstance(v, str) for v in present) * 2 > len(present):  # a text column (e.g. a run name)
+        kept = [v if isinstance(v, str) or v is None else None for v in values]
+        skipped.extend((i, name, v) for i, v in enumerate(values) if v is not None and not isinstance(v, str))
+        return string_array(kept)
+    kept = [None if v is None else _number(v) for v in values]
+    skipped.extend((i, name, v) for i, (v, k) in enumerate(zip(values, kept)) if v is not None and k is None)
+    return pa.array(kept, type=pa.float64())
 
 
-def step_rows_to_table(rows: Sequence[tuple[int, float, Mapping]], rank: int) -> pa.Table:
-    """One table from ``(step, time, metrics)`` rows; a metric that cannot be typed raises InputError."""
+def step_rows_to_table(rows: Sequence[tuple[int, float, Mapping]], rank: int
+                       ) -> tuple[pa.Table, list[tuple[int, str, object]]]:
+    """One table from ``(step, time, metrics)`` rows, and the values left out as (step, name, value).
+
+    Numbers become float64 and text stays text; a value that fits neither its column's type
+    (a list among numbers, a number among texts, a tensor of several elements) is stored as null
+    and reported, and the rest of its row and of the flush is kept.
+    """
     names: dict[str, None] = {}
     for _, _, metrics in rows:
         names.update(dict.fromkeys(metrics))
@@ -67,10 +115,46 @@ def step_rows_to_table(rows: Sequence[tuple[int, float, Mapping]], rank: int) ->
     }
     if "time" not in names:
         columns["time"] = pa.array([stamp for _, stamp, _ in rows], type=pa.float64())
+    skipped: list[tuple[int, str, object]] = []
     for name in names:
-        values = [_plain(metrics.get(name)) for _, _, metrics in rows]
-        columns[name] = _metric_array(name, values)
-    return pa.table(columns)
+        values = []
+        for _, _, metrics in rows:
+            try:
+                values.append(_plain(metrics.get(name)))
+            except Exception as error:  # noqa: BLE001 - an object whose conversion fails is one odd value
+                values.append(error)
+        columns[str(name)] = _metric_array(str(name), values, skipped)
+    return pa.table(columns), [(rows[i][0], name, value) for i, name, value in skipped]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean_text(value):
+    """A str with lone surrogates (not valid Unicode, so not storable as UTF-8) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    return value
+
+
+def string_array(values) -> pa.Array:
+    """Text as an Arrow array; lone surrogates become U+FFFD (see ``repaired_texts``)."""
+    try:
+        return pa.array(values, type=pa.string())
+    except UnicodeEncodeError:
+        return pa.array([_clean_text(v) for v in values], type=pa.string())
+
+
+def repaired_texts(values) -> int:
+    """How many of ``values`` are strs that are not valid Unicode (they are stored repaired)."""
+    count = 0
+    for value in values:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                count += 1
+    return count
 
 
 def _rows_as_columns(rows, what: str) -> Mapping:
@@ -115,12 +199,29 @@ def _arrow(name: str, value, what: str) -> pa.Array | pa.ChunkedArray:
         raise InputError(f"{what}: column {name!r}: expected a 1-D array, got shape {value.shape}")
     try:
         return pa.array(value)
+    except UnicodeEncodeError:
+        repaired = repaired_texts(value)
+        array = string_array(value)
+        raise RepairedText(name, repaired, array) from None
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise InputError(f"{what}: column {name!r} cannot be stored ({error})") from None
 
 
-def column_rows_to_table(step: int, rank: int, rows, what: str) -> pa.Table | None:
-    """One table of sample/token rows for ``step``; None when there are no rows."""
+class RepairedText(Exception):
+    """A text column held strings that are not valid Unicode; ``array`` is the repaired column."""
+
+    def __init__(self, name: str, count: int, array: pa.Array):
+        super().__init__(f"column {name!r}: {count} text value(s) were not valid Unicode (lone surrogates); "
+                         "stored with U+FFFD in their place")
+        self.name, self.count, self.array = name, count, array
+
+
+def column_rows_to_table(step: int, rank: int, rows, what: str, notes: list[str] | None = None) -> pa.Table | None:
+    """One table of sample/token rows for ``step``; None when there are no rows.
+
+    Text that is not valid Unicode is stored repaired (U+FFFD) and described in ``notes``.
+    """
+    notes = [] if notes is None else notes
     values = {}  # name -> (value, is_scalar), in the order the caller gave
     length = None
     length_from = None
@@ -147,7 +248,11 @@ def column_rows_to_table(step: int, rank: int, rows, what: str) -> pa.Table | No
         RANK_COLUMN: pa.array(np.full(length, rank, dtype=np.int32)),
     }
     for name, (value, is_scalar) in values.items():
-        table[name] = _arrow(name, [value] * length if is_scalar else value, what)
+        try:
+            table[name] = _arrow(name, [value] * length if is_scalar else value, what)
+        except RepairedText as repaired:
+            table[name] = repaired.array
+            notes.append(str(repaired))
     return pa.table(table)
 
 

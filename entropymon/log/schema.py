@@ -8,7 +8,9 @@ A run folder::
 
     run.json                                  run metadata (rank 0 writes it)
     rank-R.heartbeat                          touched by rank R's writer while it runs
-    steps/rank-R.seg-S.chunk-C.parquet        one file per flush; a new segment S per process start
+    rank-R.seg-S.claim                        the writer that owns segment S of rank R (O_EXCL claim)
+    steps/rank-R.seg-S.chunk-C.parquet        one file per flush; a new segment S per writer start
+    steps/rank-R.seg-S.chunk-A-B.parquet      the writer's merge of its own chunks A..B (merge.py)
     steps/rank-R.seg-S.manifest.json          a compaction in progress (see compact.py)
     steps/.rank-R.seg-S.chunk-C.parquet.tmp   a chunk being written (never read)
     samples/..., tokens/...                   the same layout
@@ -38,22 +40,45 @@ HISTOGRAM_COLUMN = "entropy_hist"
 HISTOGRAM_TYPE = pa.list_(pa.int64())
 
 TEMP_SUFFIX = ".tmp"
-_CHUNK_RE = re.compile(r"rank-(\d+)\.seg-(\d+)\.chunk-(\d+)\.parquet\Z")
+_CHUNK_RE = re.compile(r"rank-(\d+)\.seg-(\d+)\.chunk-(\d+)(?:-(\d+))?\.parquet\Z")
+_CLAIM_RE = re.compile(r"rank-(\d+)\.seg-(\d+)\.claim\Z")
+# Parquet footer key: the row offset of a chunk's first row in its segment's stream of rows of
+# that table (the writer counts rows per table and segment); lets a reader take only new rows
+FIRST_ROW_KEY = b"entropymon.first_row"
 _MANIFEST_RE = re.compile(r"rank-(\d+)\.seg-(\d+)\.manifest\.json\Z")
 _SEGMENT_RE = re.compile(r"\.?rank-(\d+)\.seg-(\d+)\.")
 
 
 @dataclass(frozen=True, order=True)
 class ChunkName:
-    """The parsed name of a chunk file; ordering is (rank, segment, chunk) = oldest first."""
+    """The parsed name of a chunk file; ordering is (rank, segment, chunk, last) = oldest first.
+
+    A written chunk holds one flush (``last == chunk``); a merged file holds the rows of the
+    chunks ``chunk..last`` of its segment, in order, and hides any file whose range it contains.
+    """
 
     rank: int
     segment: int
     chunk: int
+    last: int = -1  # -1: same as chunk
+
+    def __post_init__(self):
+        if self.last < self.chunk:
+            object.__setattr__(self, "last", self.chunk)
 
     @property
     def filename(self) -> str:
-        return f"rank-{self.rank}.seg-{self.segment}.chunk-{self.chunk}.parquet"
+        span = f"{self.chunk}" if self.last == self.chunk else f"{self.chunk}-{self.last}"
+        return f"rank-{self.rank}.seg-{self.segment}.chunk-{span}.parquet"
+
+    @property
+    def merged(self) -> bool:
+        return self.last > self.chunk
+
+    def contains(self, other: ChunkName) -> bool:
+        """True when ``other`` is another file of the same segment inside this one's chunk range."""
+        return (other != self and (other.rank, other.segment) == (self.rank, self.segment)
+                and self.chunk <= other.chunk and other.last <= self.last)
 
     @property
     def temp_filename(self) -> str:
@@ -64,8 +89,17 @@ class ChunkName:
         match = _CHUNK_RE.match(filename)
         if match is None:
             return None
-        rank, segment, chunk = (int(g) for g in match.groups())
-        return cls(rank, segment, chunk)
+        rank, segment, chunk, last = match.groups()
+        return cls(int(rank), int(segment), int(chunk), int(last) if last is not None else -1)
+
+
+def claim_filename(rank: int, segment: int) -> str:
+    return f"rank-{rank}.seg-{segment}.claim"
+
+
+def parse_claim_filename(filename: str) -> tuple[int, int] | None:
+    match = _CLAIM_RE.match(filename)
+    return None if match is None else (int(match.group(1)), int(match.group(2)))
 
 
 def manifest_filename(rank: int, segment: int) -> str:
@@ -111,13 +145,16 @@ def validate_run_name(run: object) -> str:
     return run
 
 
+MAX_INDEX = 2**63 - 1  # steps are stored as int64
+
+
 def validate_index(name: str, value: object) -> int:
-    """``value`` as a Python int when it is an integer >= 0 (numpy integers too), else InputError."""
+    """``value`` as a Python int when it is an integer in [0, 2**63) (numpy integers too), else InputError."""
     if not isinstance(value, bool):
         try:
             number = operator.index(value)
         except TypeError:
             number = -1
-        if number >= 0:
+        if 0 <= number <= MAX_INDEX:
             return number
-    raise InputError(f"{name}: expected an integer >= 0, got {type(value).__name__} {value!r}")
+    raise InputError(f"{name}: expected an integer >= 0 and < 2**63, got {type(value).__name__} {value!r}")

@@ -2,9 +2,11 @@
 
 Why it looks like this: a monitor must never slow down or break the training it watches. The
 training thread only appends to a bounded queue (dropping and counting when it is full); a
-background thread (worker.py) turns rows into Arrow tables and writes one durable chunk file per
-table and flush (durable.py). A new segment number per process start means a restarted or
-crashed writer never touches an existing file. See docs/ARCHITECTURE.md for the folder layout.
+background thread (worker.py) turns rows into Arrow tables, writes one durable chunk file per
+table and flush (durable.py) and merges its own small chunks in tiers (merge.py). Every writer
+claims a segment number of its own (an O_EXCL claim file, layout.py), so a restarted or crashed
+writer, or a second writer on the same run and rank, never touches another's files. See
+docs/ARCHITECTURE.md for the folder layout.
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ from pathlib import Path
 
 from entropymon.errors import InputError, LogFormatError
 from entropymon.log import meta, shutdown
-from entropymon.log.layout import next_segment
+from entropymon.log.layout import claim_segment, scan_table, segment_in_use
+from entropymon.log.merge import FANOUT
 from entropymon.log.rows import count_rows, warm_up
-from entropymon.log.schema import TABLES, TEMP_SUFFIX, segment_of, validate_index, validate_run_name
+from entropymon.log.schema import (
+    RUN_META_FILE,
+    TABLES,
+    TEMP_SUFFIX,
+    heartbeat_filename,
+    segment_of,
+    validate_index,
+    validate_run_name,
+)
 from entropymon.log.worker import Marker, Worker
 
 FLUSH_POLL_MIN_S = 0.0002
+STALE_JSON_TEMP_S = 600.0
 FLUSH_POLL_MAX_S = 0.005
 
 
@@ -45,9 +57,14 @@ class RunLog:
     the ``dropped_rows`` metric of the next step row). Arrays and tensors are read later on the
     writer thread: do not modify them in place after logging them. The writer thread writes a
     chunk per table every ``flush_interval_s`` seconds, or at once when a table holds
-    ``chunk_rows`` rows. Writer errors and rows that cannot be stored are logged (rate-limited)
-    and counted in ``errors``; after ``max_consecutive_errors`` failed writes in a row the log
-    disables itself. With ``strict=True`` the next call raises the writer's error instead.
+    ``chunk_rows`` rows; it keeps the number of files bounded by merging its own chunks in the
+    background (``merge_fanout`` files of a tier become one). Writer errors and values that
+    cannot be stored are logged (rate-limited), counted in ``errors`` and passed to
+    ``on_error(exception)`` (called on the writer thread; the Monitor counts and warns). A failed
+    write keeps its rows and is retried (``failing`` after ``max_consecutive_errors`` failures in
+    a row: retries back off, and rows beyond ``max_pending_rows`` per table are dropped and
+    counted in ``dropped_rows``); it recovers by itself when the disk does. With ``strict=True``
+    the next call raises the writer's error instead.
     ``close()`` (or leaving the ``with`` block), interpreter exit and SIGTERM flush the queue.
 
     With several ranks, every rank opens the same ``run`` with its own ``rank``; each writes its
@@ -56,11 +73,19 @@ class RunLog:
 
     def __init__(self, logdir, run: str | None = None, config=None, *, rank: int = 0, queue_size: int = 10_000,
                  flush_interval_s: float = 2.0, chunk_rows: int = 1_000_000, max_consecutive_errors: int = 5,
-                 strict: bool = False):
+                 strict: bool = False, on_error=None, max_pending_rows: int | None = None,
+                 merge_fanout: int = FANOUT):
         rank = validate_index("rank", rank)
         queue_size = _positive_int("queue_size", queue_size)
         chunk_rows = _positive_int("chunk_rows", chunk_rows)
         max_consecutive_errors = _positive_int("max_consecutive_errors", max_consecutive_errors)
+        merge_fanout = _positive_int("merge_fanout", merge_fanout)
+        if merge_fanout < 2:
+            raise InputError(f"merge_fanout: expected an integer >= 2, got {merge_fanout!r}")
+        if max_pending_rows is not None:
+            max_pending_rows = _positive_int("max_pending_rows", max_pending_rows)
+        if on_error is not None and not callable(on_error):
+            raise InputError(f"on_error: expected a callable or None, got {type(on_error).__name__}")
         if not isinstance(flush_interval_s, (int, float)) or not flush_interval_s > 0:
             raise InputError(f"flush_interval_s: expected a number of seconds > 0, got {flush_interval_s!r}")
         config_json = meta.config_to_json(config)
@@ -70,7 +95,7 @@ class RunLog:
         self.strict = strict
         self.path = _make_run_folder(Path(logdir), run, rank)
         self.run = self.path.name
-        self.dropped_rows = 0
+        self._dropped_rows = 0
         self._queue_size = queue_size
         self._queue: deque = deque()
         self._closed = False
@@ -78,21 +103,25 @@ class RunLog:
         self._pid = os.getpid()  # a forked child must not flush or close the parent's log
         self._warned_closed = False
         self._meta: dict | None = None
+        self._claim: int | None = None
         try:
             for table in TABLES:
                 (self.path / table).mkdir(exist_ok=True)
-            _remove_stale_temporaries(self.path, rank, before=started)
-            segment = next_segment(self.path, rank)
+            _remove_stale_files(self.path, rank, before=started)
+            segment, self._claim = claim_segment(self.path, rank)
             if rank == 0:
                 self._meta = _start_meta(self.path, self.run, config_json, config is not None)
                 meta.write_meta(self.path, self._meta)
             heartbeat = meta.write_heartbeat(self.path, rank, segment)
         except OSError as error:
+            if self._claim is not None:
+                os.close(self._claim)
             raise InputError(f"logdir: could not set up the run folder {self.path} ({error})") from None
         self.segment = segment
         self._worker = Worker(self.path, rank, segment, self._queue, flush_interval_s=float(flush_interval_s),
                               chunk_rows=chunk_rows, max_consecutive_errors=max_consecutive_errors,
-                              heartbeat_path=heartbeat)
+                              heartbeat_path=heartbeat, on_error=on_error, max_pending_rows=max_pending_rows,
+                              merge_fanout=merge_fanout)
         self._thread = threading.Thread(target=self._worker.run, name=f"entropymon-writer[{self.run}:{rank}]",
                                         daemon=True)
         self._thread.start()
@@ -132,7 +161,7 @@ class RunLog:
     def _put(self, item: tuple, rows: int | None) -> None:
         # len() and append() are atomic on a deque: no lock the training thread could wait on
         if len(self._queue) >= self._queue_size:
-            self.dropped_rows += count_rows(item[2]) if rows is None else rows
+            self._dropped_rows += count_rows(item[2]) if rows is None else rows
             return
         self._queue.append(item)
 
@@ -142,17 +171,25 @@ class RunLog:
                 self._warned_closed = True
                 warnings.warn(f"RunLog {self.path}: rows logged after close() are ignored", stacklevel=4)
             return True
-        return self._worker.disabled
+        return False
 
     # -- flushing and closing -----------------------------------------------------------------
     @property
+    def dropped_rows(self) -> int:
+        """Rows dropped so far: the queue was full, or writes kept failing and too many waited."""
+        return self._dropped_rows + self._worker.dropped_rows
+
+    @property
     def errors(self) -> int:
-        """Writer errors so far (failed writes and rows that could not be converted)."""
+        """Writer errors so far (failed writes, values and rows that could not be stored)."""
         return self._worker.errors
 
     @property
-    def disabled(self) -> bool:
-        return self._worker.disabled
+    def failing(self) -> bool:
+        """True while writes keep failing (the writer retries with a back-off and recovers by itself)."""
+        return self._worker.failing
+
+    disabled = failing  # the name before the writer learnt to recover
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write everything logged so far; True when it is on disk, False on error or timeout."""
@@ -189,7 +226,16 @@ class RunLog:
         if marker.done:
             self._thread.join(timeout=1.0)  # the worker returns right after a close marker
         self._finish_meta("closed")
+        self._release_claim()
         self._raise_if_strict_failure()
+
+    def _release_claim(self) -> None:
+        if self._claim is not None and self._thread is not None and not self._thread.is_alive():
+            claim, self._claim = self._claim, None
+            try:
+                os.close(claim)
+            except OSError:
+                pass
 
     def mark_terminated(self) -> None:
         """Record in run.json that the process is ending on a signal (called by shutdown.py)."""
@@ -261,17 +307,31 @@ def _start_meta(run_path: Path, run: str, config_json: dict | None, config_given
     return fresh
 
 
-def _remove_stale_temporaries(run_path: Path, rank: int, before: float) -> None:
-    """Delete this rank's ``*.tmp`` files left by a crashed writer (older than this start)."""
+def _remove_stale_files(run_path: Path, rank: int, before: float) -> None:
+    """Delete what crashed writers of ``rank`` left behind: their ``*.tmp`` files (older than this
+    start) and chunks a merge had already replaced (hidden from readers, only taking space)."""
+    own_temporaries = [f".{heartbeat_filename(rank)}."] + ([f".{RUN_META_FILE}."] if rank == 0 else [])
+    for name in os.listdir(run_path):
+        if name.endswith(TEMP_SUFFIX) and name.startswith(tuple(own_temporaries)):
+            # another writer may be replacing run.json this instant: only long-abandoned ones go
+            _unlink_if_older(run_path / name, before - STALE_JSON_TEMP_S)
     for table in TABLES:
         folder = run_path / table
         for name in os.listdir(folder):
             owner = segment_of(name)
-            if not (name.startswith(".") and name.endswith(TEMP_SUFFIX) and owner and owner[0] == rank):
-                continue
-            try:
-                if (folder / name).stat().st_mtime < before:
-                    (folder / name).unlink()
-            except FileNotFoundError:
-                continue
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX) and owner and owner[0] == rank:
+                if not segment_in_use(run_path, *owner):  # never a live writer's file being written
+                    _unlink_if_older(folder / name, before)
+        files = scan_table(folder)
+        merged = [outer for outer, _ in files.active if outer.merged and outer.rank == rank]
+        for chunk, path in files.hidden:
+            if any(outer.contains(chunk) for outer in merged):
+                path.unlink(missing_ok=True)
 
+
+def _unlink_if_older(path: Path, before: float) -> None:
+    try:
+        if path.stat().st_mtime < before:
+            path.unlink()
+    except FileNotFoundError:
+        pass

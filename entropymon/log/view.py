@@ -1,0 +1,208 @@
+"""A table of a run kept up to date by reading only what is new: the reader's live refresh.
+
+Why: a dashboard re-reads a live run every few seconds. Re-reading and re-resolving every row
+each time costs what the run holds, not what changed. A ``TableView`` remembers which rows it
+holds, as intervals of each segment's row stream (a chunk's footer says where its first row
+sits in that stream, ``entropymon.first_row``), so a refresh:
+- lists the folder (one listing; nothing else when no file name changed);
+- skips files whose rows it holds already, whatever merges rewrote them (a merged file holds
+  the same stream rows as its sources), and reads only the rows of the stream it has not seen;
+- appends them when their (rank, step) keys are new, which is what a writer adds; anything else
+  (a step re-logged, a restarted segment re-doing steps, files removed, older files without
+  footers changing, column types that clash) falls back to the full read, so the rules of
+  resolve.py always give the answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from entropymon.log.cache import TABLE_CACHE, Vanished
+from entropymon.log.layout import scan_table
+from entropymon.log.resolve import resolve, tag_segment
+from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN, ChunkName
+
+_RETRIES = 5
+_RANK_BITS = 20  # key code = step << 20 | rank; larger keys always take the full read
+_MAX_STEP = (1 << (63 - _RANK_BITS)) - 1
+
+
+def _codes(step: np.ndarray, rank: np.ndarray) -> np.ndarray | None:
+    """One int64 per (step, rank), ordered like (step, rank); None when a key does not fit."""
+    if len(step) and (step.max() > _MAX_STEP or rank.max() >= (1 << _RANK_BITS) or step.min() < 0 or rank.min() < 0):
+        return None
+    return (step.astype(np.int64) << _RANK_BITS) | rank.astype(np.int64)
+
+
+def _subtract(interval: tuple[int, int], covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``interval`` [a, b) outside the sorted, disjoint ``covered`` intervals."""
+    start, stop = interval
+    parts = []
+    for low, high in covered:
+        if high <= start or low >= stop:
+            continue
+        if low > start:
+            parts.append((start, low))
+        start = max(start, high)
+    if start < stop:
+        parts.append((start, stop))
+    return parts
+
+
+def _add(covered: list[tuple[int, int]], interval: tuple[int, int]) -> list[tuple[int, int]]:
+    merged = []
+    for low, high in sorted([*covered, interval]):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+class TableView:
+    """One table folder of a run as a DataFrame; ``read()`` brings it up to date cheaply."""
+
+    def __init__(self, folder: Path, merge_step_rows: bool):
+        self.folder = folder
+        self.merge_step_rows = merge_step_rows
+        self.frame: pd.DataFrame | None = None
+        self.full_reads = 0  # how often the whole table was resolved again (for tests and benchmarks)
+        self._names: set[str] = set()  # active files whose rows the frame holds
+        self._unplaced: set[str] = set()  # ... of them, those without a first_row footer
+        self._covered: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (rank, segment) -> stream rows held
+        self._row_codes: np.ndarray | None = None  # key code of each frame row (non-decreasing)
+        # the last change: ``frame`` is ``previous`` plus rows of the steps ``appended_steps`` (None:
+        # the frame was read in full), so results derived per step need only those steps redone
+        self.previous: pd.DataFrame | None = None
+        self.appended_steps: np.ndarray | None = None
+
+    def read(self) -> pd.DataFrame:
+        for _ in range(_RETRIES):
+            try:
+                return self._update()
+            except Vanished:  # a merge or compaction replaced files while we read: list again
+                continue
+        return self._update()
+
+    # -- the two ways to get there --------------------------------------------------------------
+    def _update(self) -> pd.DataFrame:
+        files = scan_table(self.folder).active
+        names = {path.name for _, path in files}
+        if self.frame is not None and names == self._names:
+            return self.frame
+        if self.frame is None or self._row_codes is None:
+            return self._full(files)
+        gone = self._names - names
+        if gone & self._unplaced:  # rows of an older-format file vanished (a compaction)
+            return self._full(files)
+        new_parts, placed = [], {}
+        for chunk, path in files:
+            if path.name not in self._names and not chunk.merged:
+                TABLE_CACHE.read(path)  # a new written chunk is all new rows: footer and data in one open
+            placement = TABLE_CACHE.placement(path)
+            if placement is not None:
+                placed.setdefault((chunk.rank, chunk.segment), []).append((placement[0], placement[0] + placement[1]))
+            if path.name in self._names:
+                continue
+            if placement is None:
+                if TABLE_CACHE.read(path, []) is None:
+                    continue  # unreadable: warned about, holds nothing
+                return self._full(files)  # a new older-format file: no stream position to go by
+            for low, high in _subtract((placement[0], placement[0] + placement[1]),
+                                       self._covered.get((chunk.rank, chunk.segment), [])):
+                new_parts.append((chunk, path, low - placement[0], high - low, (low, high)))
+        if gone and not self._still_on_disk(placed):
+            return self._full(files)
+        if new_parts and not self._append(new_parts):
+            return self._full(files)
+        for chunk, _, _, _, interval in new_parts:
+            key = (chunk.rank, chunk.segment)
+            self._covered[key] = _add(self._covered.get(key, []), interval)
+        TABLE_CACHE.forget(self.folder / name for name in gone)
+        self._names = names
+        return self.frame
+
+    def _full(self, files: list[tuple[ChunkName, Path]]) -> pd.DataFrame:
+        """Read and resolve every file of ``files`` (one listing: what is held is exactly what was read)."""
+        self.full_reads += 1
+        for _ in range(_RETRIES):
+            TABLE_CACHE.preload([path for _, path in files])
+            try:
+                pieces, placements = [], []
+                for chunk, path in files:
+                    data = TABLE_CACHE.read(path)
+                    placements.append(None if data is None else TABLE_CACHE.placement(path))
+                    if data is not None:
+                        pieces.append(tag_segment(data, chunk.segment))
+                break
+            except Vanished:
+                files = scan_table(self.folder).active
+        else:
+            raise Vanished(str(self.folder))
+        data = resolve(pieces, merge_step_rows=self.merge_step_rows)
+        if data is None:
+            frame = pd.DataFrame({STEP_COLUMN: pd.Series(dtype="int64"), RANK_COLUMN: pd.Series(dtype="int32")})
+        else:
+            frame = data.to_pandas() if isinstance(data, pa.Table) else data
+        self._names, self._unplaced, self._covered = set(), set(), {}
+        for (chunk, path), placement in zip(files, placements):
+            self._names.add(path.name)
+            if placement is None:
+                self._unplaced.add(path.name)
+            else:
+                key = (chunk.rank, chunk.segment)
+                self._covered[key] = _add(self._covered.get(key, []), (placement[0], placement[0] + placement[1]))
+        self.previous, self.appended_steps = None, None
+        self._row_codes = None
+        if not isinstance(data, pd.DataFrame):  # a clash of column types keeps taking the full read
+            self._row_codes = _codes(frame[STEP_COLUMN].to_numpy(), frame[RANK_COLUMN].to_numpy())
+        self.frame = frame
+        return frame
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _still_on_disk(self, placed: dict[tuple[int, int], list[tuple[int, int]]]) -> bool:
+        """Whether the stream rows the frame holds are all in files listed now (merges keep them)."""
+        for key, covered in self._covered.items():
+            on_disk: list[tuple[int, int]] = []
+            for interval in placed.get(key, []):
+                on_disk = _add(on_disk, interval)
+            if any(_subtract(interval, on_disk) for interval in covered):
+                return False
+        return True
+
+    def _append(self, parts) -> bool:
+        """Add the new rows to the frame; False when they are not plain additions (full read then)."""
+        tables = []
+        for chunk, path, offset, length, _ in parts:
+            data = TABLE_CACHE.read(path)
+            if data is None:
+                continue
+            tables.append(tag_segment(data.slice(offset, length), chunk.segment))
+        new = resolve(tables, merge_step_rows=self.merge_step_rows) if tables else None
+        if new is None:
+            return True
+        if not isinstance(new, pa.Table):
+            return False
+        codes = _codes(new.column(STEP_COLUMN).to_numpy(), new.column(RANK_COLUMN).to_numpy())
+        if codes is None:
+            return False
+        old = self._row_codes
+        unique = np.unique(codes)
+        at = np.searchsorted(old, unique)
+        if len(old) and np.any((at < len(old)) & (old[np.minimum(at, len(old) - 1)] == unique)):
+            return False  # a (rank, step) the frame holds already: merging rules apply, read it all
+        added = new.to_pandas()
+        self.previous, self.appended_steps = self.frame, np.unique(added[STEP_COLUMN].to_numpy())
+        cut = int(np.searchsorted(old, codes.min(), side="right"))
+        tail_codes = np.concatenate([old[cut:], codes])
+        order = np.argsort(tail_codes, kind="stable")
+        tail = pd.concat([self.frame.iloc[cut:], added], ignore_index=True)
+        if len(tail) and np.any(order != np.arange(len(order))):
+            tail = tail.iloc[order]
+        self.frame = pd.concat([self.frame.iloc[:cut], tail], ignore_index=True) if cut else tail.reset_index(drop=True)
+        self._row_codes = np.concatenate([old[:cut], tail_codes[order]])
+        return True

@@ -1,0 +1,257 @@
+"""Writers sharing a run, background merging and what the reader refuses to follow.
+
+- every writer gets a segment of its own, atomically, across threads and processes (even two
+  processes started at the same instant), so no writer overwrites another's rows;
+- the writer keeps the files of a segment bounded by merging its own chunks, and the run reads
+  exactly the same as it would unmerged;
+- symbolic links in a table folder are never followed (a loop does not make the run unreadable,
+  a link out of the run folder is not read).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import log_child  # tests/ is on sys.path under pytest's default import mode
+from entropymon.log.merge import FANOUT
+from entropymon.log.reader import read_run
+from entropymon.log.schema import TABLES, ChunkName
+from entropymon.log.writer import RunLog
+
+CHILD = Path(__file__).with_name("log_child.py")
+ROOT = CHILD.parent.parent
+
+
+def expected_steps(steps) -> pd.DataFrame:
+    return pd.DataFrame([{"step": s, **log_child.step_metrics(s)} for s in steps])
+
+
+def test_writers_opened_by_many_threads_at_once_get_distinct_segments_and_keep_every_row(tmp_path):
+    n_writers, per_writer = 8, 5
+    barrier = threading.Barrier(n_writers)
+    logs: list[RunLog] = [None] * n_writers
+
+    def open_and_write(index: int) -> None:
+        barrier.wait()
+        log = logs[index] = RunLog(tmp_path, "r", flush_interval_s=3600)
+        for step in range(index * 100, index * 100 + per_writer):
+            log.log_step(step, log_child.step_metrics(step))
+            log.flush()
+        log.close()
+
+    threads = [threading.Thread(target=open_and_write, args=(i,)) for i in range(n_writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(log.segment for log in logs) == list(range(n_writers))
+    steps = read_run(tmp_path / "r").steps
+    wanted = [i * 100 + k for i in range(n_writers) for k in range(per_writer)]
+    pd.testing.assert_frame_equal(steps[["step", "entropy_mean", "reward_mean"]], expected_steps(wanted))
+
+
+def test_two_processes_started_at_the_same_instant_on_one_run_keep_every_row(tmp_path):
+    for attempt in range(2):  # two runs of the race, each with both children released together
+        start_at = time.time() + 2.5  # both children import entropymon first, then wait for this
+        run = f"race{attempt}"
+        children = [subprocess.Popen([sys.executable, str(CHILD), "write", str(tmp_path), run, str(first), "20",
+                                      str(start_at)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True) for first in (0, 1000)]
+        outputs = [child.communicate(timeout=120) for child in children]
+        for child, (out, err) in zip(children, outputs):
+            assert child.returncode == 0, err  # neither constructor failed
+            assert out.split()[0] == "ready" and len(out.split()) == 21, (out, err)
+        run_ = read_run(tmp_path / run)
+        wanted = [*range(20), *range(1000, 1020)]
+        pd.testing.assert_frame_equal(run_.steps[["step", "entropy_mean", "reward_mean"]], expected_steps(wanted))
+        assert len(run_.samples) == 40 * log_child.SAMPLES_PER_STEP
+        assert len(run_.tokens) == 40 * log_child.TOKENS_PER_STEP
+        assert not list((tmp_path / run).glob(".*.tmp"))
+
+
+def test_a_writer_keeps_its_files_bounded_by_merging_and_the_run_reads_the_same(tmp_path):
+    steps = 100
+    fanout = 3
+    with RunLog(tmp_path, "r", flush_interval_s=3600, merge_fanout=fanout) as log:
+        most = 0
+        for step in range(steps):
+            log_child.log_one(log, step)
+            log.log_step(step, {"eval_accuracy": step / 1000})  # a second row of the step, merged by the reader
+            assert log.flush(timeout=10)
+            most = max(most, max(len(list((tmp_path / "r" / t).glob("rank-*.parquet"))) for t in TABLES))
+        assert log._worker.merges > 0
+    # chunks of a tier are merged as soon as `fanout` of them exist: at most fanout-1 per tier
+    # (and fanout for an instant), tiers up to log_fanout(steps)
+    tiers = int(np.ceil(np.log(steps) / np.log(fanout))) + 1
+    assert most <= fanout * tiers
+    run = read_run(tmp_path / "r")
+    assert len(run.files) <= 3 * (fanout - 1) * tiers
+    frame = run.steps
+    assert frame["step"].tolist() == list(range(steps))
+    np.testing.assert_array_equal(frame["entropy_mean"], [log_child.step_metrics(s)["entropy_mean"] for s in range(steps)])
+    np.testing.assert_array_equal(frame["eval_accuracy"], [s / 1000 for s in range(steps)])
+    samples = run.samples
+    assert len(samples) == steps * log_child.SAMPLES_PER_STEP
+    np.testing.assert_array_equal(samples["reward"], samples["step"] * 0.5)
+    assert run.tokens["step"].tolist() == list(np.repeat(np.arange(steps), log_child.TOKENS_PER_STEP))
+    merged = [ChunkName.parse(p.name) for p in run.files]
+    assert any(name.merged for name in merged)
+
+
+def test_merged_files_read_like_the_chunks_they_replaced_even_when_both_are_on_disk(tmp_path):
+    with RunLog(tmp_path, "r", flush_interval_s=3600, merge_fanout=1000) as log:  # no merging
+        for step in range(6):
+            log_child.log_one(log, step)
+            log.flush()
+    run_path = tmp_path / "r"
+    before = {table: getattr(read_run(run_path), table) for table in TABLES}
+    # a merge interrupted right after its rename: the merged file and its sources side by side
+    for table in TABLES:
+        sources = sorted((run_path / table).glob("rank-0.seg-0.chunk-*.parquet"), key=lambda p: ChunkName.parse(p.name))
+        first, last = ChunkName.parse(sources[1].name), ChunkName.parse(sources[4].name)
+        merged = pa.concat_tables([pq.read_table(p) for p in sources[1:5]])
+        pq.write_table(merged, run_path / table / ChunkName(0, 0, first.chunk, last.last).filename)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        after = read_run(run_path)
+        for table in TABLES:
+            pd.testing.assert_frame_equal(getattr(after, table), before[table])
+    assert len(after.files) == 3 * 3
+    RunLog(tmp_path, "r").close()  # the next writer start deletes the hidden sources
+    assert len([p for t in TABLES for p in (run_path / t).glob("*.parquet")]) == 3 * 3 + 0
+
+
+def test_a_symlink_loop_in_a_table_folder_is_skipped_with_a_warning(tmp_path):
+    with RunLog(tmp_path, "r") as log:
+        log_child.log_one(log, 0)
+    loop = tmp_path / "r" / "steps" / "rank-0.seg-9.chunk-0.parquet"
+    os.symlink(loop.name, loop)  # points at itself
+    with pytest.warns(UserWarning, match="symbolic link"):
+        run = read_run(tmp_path / "r")
+        assert run.steps["step"].tolist() == [0]
+
+
+def test_a_chunk_that_links_to_a_parquet_file_outside_the_run_is_not_read(tmp_path):
+    with RunLog(tmp_path, "r") as log:
+        log_child.log_one(log, 0)
+    outside = tmp_path / "elsewhere.parquet"
+    pq.write_table(pa.table({"step": [5], "rank": pa.array([0], pa.int32()), "entropy_mean": [9.0]}), outside)
+    os.symlink(outside, tmp_path / "r" / "steps" / "rank-0.seg-3.chunk-0.parquet")
+    with pytest.warns(UserWarning, match="links are not followed"):
+        steps = read_run(tmp_path / "r").steps
+    assert steps["step"].tolist() == [0]
+
+
+def test_the_merge_fanout_is_checked(tmp_path):
+    from entropymon.errors import InputError
+
+    with pytest.raises(InputError, match="merge_fanout: expected an integer >= 2"):
+        RunLog(tmp_path, "r", merge_fanout=1)
+    assert FANOUT >= 2
+
+
+def test_refresh_reads_only_new_rows_through_merges_and_equals_a_fresh_read(tmp_path):
+    run = None
+    with RunLog(tmp_path, "r", flush_interval_s=3600, merge_fanout=2) as log:  # merges after nearly every flush
+        for step in range(40):
+            log_child.log_one(log, step)
+            assert log.flush(timeout=10)
+            if run is None:
+                run = read_run(tmp_path / "r")
+            run.refresh()
+            fresh = read_run(tmp_path / "r")
+            for table in TABLES:
+                pd.testing.assert_frame_equal(getattr(run, table), read_table_fully(fresh, table))
+        log.log_step(39, {"eval_accuracy": 0.5})  # a second row of a step already read: merged by the rules
+        log.flush(timeout=10)
+    views = run._views
+    assert all(view.full_reads == 1 for view in views.values())  # 40 refreshes, each reading new rows only
+    run.refresh()
+    assert run.steps.set_index("step").loc[39, "eval_accuracy"] == 0.5
+    assert views["steps"].full_reads == 2
+    pd.testing.assert_frame_equal(run.steps, read_table_fully(read_run(tmp_path / "r"), "steps"))
+
+
+def read_table_fully(run, table: str) -> pd.DataFrame:
+    from entropymon.log.reader import read_table
+
+    return read_table(run.path, table)
+
+
+def test_refresh_after_a_restarted_writer_relogs_steps_keeps_only_the_newest_rows(tmp_path):
+    with RunLog(tmp_path, "r") as log:
+        for step in range(5):
+            log_child.log_one(log, step)
+    run = read_run(tmp_path / "r")
+    assert len(run.samples) == 5 * log_child.SAMPLES_PER_STEP
+    with RunLog(tmp_path, "r") as log:  # resumed from a checkpoint at step 3
+        for step in (3, 4, 5):
+            log.log_step(step, {"entropy_mean": -1.0})
+            log.log_samples(step, {"sample_id": [0], "reward": [-1.0]})
+    run.refresh()
+    assert run.steps["entropy_mean"].tolist()[3:] == [-1.0, -1.0, -1.0]
+    assert run.samples[run.samples["step"] >= 3]["reward"].tolist() == [-1.0, -1.0, -1.0]
+    pd.testing.assert_frame_equal(run.samples, read_table_fully(run, "samples"))
+
+
+def test_step_metrics_after_live_refreshes_equal_combining_every_rank_again(tmp_path):
+    from entropymon.metrics.stats import combine_ranks
+
+    logs = [RunLog(tmp_path, "r", rank=rank, flush_interval_s=3600) for rank in range(3)]
+    run = None
+    for step in range(6):
+        for rank, log in enumerate(logs):
+            if step == 4 and rank == 2:
+                continue  # a rank that missed a step
+            log.log_step(step, {"entropy_mean": step + rank / 10, "n_tokens": 10.0 + rank, "lr": 0.1})
+            log.flush()
+            run = run or read_run(tmp_path / "r")
+            incremental = run.refresh().step_metrics
+            expected = combine_ranks(read_table_fully(run, "steps"))
+            pd.testing.assert_frame_equal(incremental[sorted(incremental.columns)], expected[sorted(expected.columns)])
+    for log in logs:
+        log.close()
+    assert run._views["steps"].full_reads == 1
+    assert run.step_metrics["n_ranks"].tolist() == [3, 3, 3, 3, 2, 3]
+
+
+def test_hiding_merged_ranges_agrees_with_checking_every_pair():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from entropymon.log.layout import _inside_another, _outer_ranges
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 40), st.integers(0, 6)), max_size=30))
+    def check(spans):
+        # tiered merges only ever produce nested or disjoint ranges: build them from power-of-two blocks
+        names = {ChunkName(0, segment, start, start + (1 << level) - 1)
+                 for segment, start, level in ((s, (b >> lv) << lv, lv) for s, b, lv in spans)}
+        for name in names:
+            brute = any(other.contains(name) for other in names if other.merged)
+            assert _inside_another(name, _outer_ranges([n for n in names if n.merged])) == brute, name
+
+    check()
+
+
+def test_refresh_of_a_run_read_while_it_had_no_rows_yet(tmp_path):
+    log = RunLog(tmp_path, "r", flush_interval_s=3600)
+    run = read_run(tmp_path / "r")
+    assert run.steps.empty and run.samples.empty
+    log_child.log_one(log, 0)
+    log.flush()
+    assert run.refresh().steps["step"].tolist() == [0]
+    assert len(run.samples) == log_child.SAMPLES_PER_STEP
+    log.close()
