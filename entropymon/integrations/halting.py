@@ -10,6 +10,7 @@ or two after the one that made the rule fire.
 from __future__ import annotations
 
 import sys
+import warnings
 
 from entropymon.errors import InputError
 
@@ -30,6 +31,13 @@ class Halter:
         self.level = level
         self.reason: str | None = None
         self.alert = None
+
+    def on_step_end(self, control, step: int) -> None:
+        """``check``, from a Trainer callback's ``on_step_end``: a failure warns, never stops training."""
+        try:
+            self.check(control, step)
+        except Exception as error:  # noqa: BLE001 - monitoring never breaks training
+            warnings.warn(f"entropymon: halt_on check failed ({error})", RuntimeWarning, stacklevel=3)
 
     def check(self, control, step: int) -> None:
         if self.reason is not None:

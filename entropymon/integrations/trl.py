@@ -110,10 +110,7 @@ class TrlCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.halter is not None:
-            try:
-                self.halter.check(control, state.global_step)
-            except Exception as error:  # noqa: BLE001 - monitoring never breaks training
-                warnings.warn(f"entropymon: halt_on check failed ({error})", RuntimeWarning, stacklevel=2)
+            self.halter.on_step_end(control, state.global_step)
 
     def fall_back(self, reason: str) -> None:
         self.fallback_reason = reason
