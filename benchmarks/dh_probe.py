@@ -30,31 +30,12 @@ import time
 import warnings
 from pathlib import Path
 
-from transformers import TrainerCallback
+from overhead import StepTimes, completion_length_reward  # the same job's reward and step clock (run as a script)
 
 from entropymon.demo.grpo import GrpoSettings, build_grpo_trainer
 from entropymon.demo.task import build_model, build_tokenizer, split_problems
 from entropymon.integrations.trl import attach
 from entropymon.integrations.trl_probe import TrlDhProbe
-
-
-def completion_length_reward(prompts, completions, **kwargs):
-    """A reward with spread for an untrained model: the decoded completion's length in characters / 100."""
-    return [len(completion) / 100.0 for completion in completions]
-
-
-class StepTimes(TrainerCallback):
-    """Wall-clock seconds between consecutive optimisation steps."""
-
-    def __init__(self):
-        self.last = None
-        self.seconds: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        now = time.perf_counter()
-        if self.last is not None:
-            self.seconds.append(now - self.last)
-        self.last = now
 
 
 def time_probe_callbacks(probe: TrlDhProbe) -> list[float]:

@@ -37,6 +37,7 @@ from scipy import stats
 from entropymon.analysis._frame import choose_performance, column_values, finite_count
 from entropymon.analysis.alert_types import Alert, Rule, RuleContext
 from entropymon.analysis.bounds import resolve_bounds
+from entropymon.analysis.regimes import first_persistent
 from entropymon.analysis.remedies import remedies_for
 from entropymon.analysis.rule_params import Limit
 from entropymon.errors import AnalysisError
@@ -99,16 +100,6 @@ def full_window(flags: np.ndarray, window: int) -> np.ndarray:
     flags = flags.copy()
     flags[: int(window) - 1] = False
     return flags
-
-
-def first_persistent(flags: np.ndarray, persist: int) -> int | None:
-    """Index of the first run of ``persist`` consecutive True flags, or None."""
-    run = 0
-    for i, flag in enumerate(flags):
-        run = run + 1 if flag else 0
-        if run >= persist:
-            return i - persist + 1
-    return None
 
 
 def entropy_series(ctx: RuleContext, min_points: int, window: int = 1) -> Series | None:

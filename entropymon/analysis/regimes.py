@@ -140,7 +140,7 @@ def detect_regime_exit(
     )
 
 
-def _first_persistent(flags: np.ndarray, persist: int) -> int | None:
+def first_persistent(flags: np.ndarray, persist: int) -> int | None:
     """Index of the first run of ``persist`` consecutive True flags, or None."""
     run = 0
     for i, flag in enumerate(flags):
@@ -160,7 +160,7 @@ def _entropy_surge(steps, entropy, surge, persist) -> RegimeExit | None:
     threshold = (1.0 + surge) * reference
     flags = values > threshold
     flags[: warmup + 1] = False
-    first = _first_persistent(flags, persist)
+    first = first_persistent(flags, persist)
     if first is None:
         return None
     return RegimeExit(
@@ -191,7 +191,7 @@ def _performance_collapse(steps, performance, bounds, collapse, persist) -> Regi
     best_so_far = np.maximum.accumulate(values)
     drop = collapse * span
     flags = best_so_far - values > drop
-    first = _first_persistent(flags, persist)
+    first = first_persistent(flags, persist)
     if first is None:
         return None
     return RegimeExit(
