@@ -218,10 +218,17 @@ def test_check_json_gives_each_alert_its_steps_evidence_and_remedies(logdir):
     result = entropymon("check", logdir / "collapsing", "--json")
     assert result.returncode == 3, result.stderr
     out = json.loads(result.stdout)
+    # the shape, plus the run, the rules evaluated, the health word and each alert's plot
+    assert set(out) == {"run", "rules", "healthy", "health", "alerts"} and out["run"] == "collapsing"
     assert out["healthy"] is False and out["health"] in ("warning", "critical")
+    assert out["alerts"]
     for alert in out["alerts"]:
-        assert {"rule", "severity", "step", "first_visible_step", "message", "evidence", "remedies"} <= set(alert)
-        assert alert["first_visible_step"] >= alert["step"] and alert["evidence"]["text"]
+        assert set(alert) == {"rule", "severity", "step", "first_visible_step", "message", "evidence", "plot",
+                              "remedies"}
+        assert alert["rule"] in out["rules"] and alert["severity"] in ("info", "warning", "critical")
+        assert isinstance(alert["step"], float) and isinstance(alert["remedies"], list)
+        assert alert["first_visible_step"] >= alert["step"] and alert["evidence"]["text"] == alert["message"]
+        assert all(set(r) == {"action", "trl", "verl", "why", "paper"} for r in alert["remedies"])
         if alert["severity"] != "info":
             assert alert["remedies"] and all(r["trl"] or r["verl"] for r in alert["remedies"])
     text = entropymon("check", logdir / "collapsing").stdout

@@ -254,3 +254,36 @@ def test_the_app_starts_on_the_bundled_sample_logs():
     assert rows and all(r["status"] != "broken" for r in rows)
     entropy, _ = panels.curve_figures(store, [rows[0]["id"]])
     assert len(entropy.data) > 0
+
+
+@pytest.mark.parametrize("name", ["grpo-temp1.0", "grpo-temp1.3", "grpo-entropy-target0.5"])
+def test_the_dashboard_gives_each_sample_run_the_alerts_entropymon_check_gives(name):
+    """One voice: the Runs badge, the alerts panel and the plot markers read the same alerts as
+    ``entropymon check --json`` on the bundled runs (the dashboard summarises with fewer bootstrap
+    resamples; that must not change a single alert)."""
+    import subprocess
+
+    checked = json.loads(subprocess.run(["entropymon", "check", str(REPO / "sample_logs" / name), "--json"],
+                                        capture_output=True, text=True, timeout=300).stdout)
+    store = create_app(REPO / "sample_logs").run_store
+    row = next(r for r in runs_rows(store) if r["run"] == name)
+    summary = dict(panels.run_alerts(store, [row["id"]]))[name]
+    assert json.loads(json.dumps(summary["alerts"])) == checked["alerts"]
+    assert row["health"] == checked["health"] and row["alerts"] == len(checked["alerts"])
+    cards, line = panels.alerts_panel(store, [row["id"]])
+    text = "\n".join(_strings(cards))
+    for alert in checked["alerts"]:
+        assert alert["message"] in text
+        for remedy in alert["remedies"]:
+            assert remedy["action"] in text
+    assert line == f"{name}: {checked['health']} ({len(checked['alerts'])} alerts)"
+
+
+def _strings(component) -> list[str]:
+    """Every text a Dash component tree shows, depth first."""
+    if isinstance(component, str):
+        return [component]
+    if isinstance(component, (list, tuple)):
+        return [text for child in component for text in _strings(child)]
+    children = getattr(component, "children", None)
+    return [] if children is None else _strings(children)

@@ -94,6 +94,20 @@ def first_index(flags: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def fell_below_baseline(s: Series, fraction: float, start_points: int) -> tuple[int, Baseline, float] | None:
+    """The first point whose trailing mean is below ``fraction`` of the series' start (the mean of its
+    first ``start_points`` points), never one inside that baseline: (index, baseline, limit), or None
+    when it never falls there or the start is not positive (nothing to be a fraction of)."""
+    base = baseline(s, start_points)
+    if base.value <= 0:
+        return None
+    limit = fraction * base.value
+    flags = s.smoothed < limit
+    flags[: base.n] = False
+    i = first_index(flags)
+    return None if i is None else (i, base, limit)
+
+
 def full_window(flags: np.ndarray, window: int) -> np.ndarray:
     """``flags`` with the points before the trailing mean's window is full cleared: a mean of the
     first one or two steps is not yet the rule's quantity (it made a rule fire at step 1)."""
@@ -183,15 +197,10 @@ def entropy_collapse(ctx: RuleContext, p: dict) -> Alert | None:
     s = entropy_series(ctx, p["start_points"] + 1, p["window"])
     if s is None:
         return None
-    base = baseline(s, p["start_points"])
-    if base.value <= 0:
+    fell = fell_below_baseline(s, p["threshold"], p["start_points"])
+    if fell is None:
         return None
-    limit = p["threshold"] * base.value
-    flags = s.smoothed < limit
-    flags[: base.n] = False  # never before the baseline is complete
-    i = first_index(flags)
-    if i is None:
-        return None
+    i, base, limit = fell
     message = (f"Entropy ({s.column}) fell to {s.smoothed[i]:.3g} nats at step {s.steps[i]:g} (mean of the last "
                f"{p['window']} points), below {p['threshold']:.0%} of its start {base.words}.")
     why, cov = covariance_evidence(ctx.frame, s.steps[i])
@@ -421,15 +430,10 @@ def pass_at_k_converging(ctx: RuleContext, p: dict) -> Alert | None:
     s = series(gap_frame, "gap", p["window"])
     if s.values.size <= p["start_points"]:
         return None
-    base = baseline(s, p["start_points"])
-    if base.value <= 0:
+    fell = fell_below_baseline(s, p["threshold"], p["start_points"])
+    if fell is None:
         return None
-    limit = p["threshold"] * base.value
-    flags = s.smoothed < limit
-    flags[: base.n] = False
-    i = first_index(flags)
-    if i is None:
-        return None
+    i, base, limit = fell
     message = (f"pass@{k} - pass@1 shrank to {s.smoothed[i]:.3g} at step {s.steps[i]:g} (mean of the last {p['window']} "
                f"points), below {p['threshold']:.0%} of its start {base.words}: the samples of a prompt are becoming "
                "copies of each other, so extra samples no longer find new answers.")

@@ -30,7 +30,9 @@ class GrpoSettings:
     num_generations: int = 8
     lr: float = 3e-4
     beta: float = 0.0
-    entropy_coef: float = 0.0
+    entropy_coef: float = 0.0  # TRL's entropy bonus (the starting coefficient when adaptive)
+    entropy_target: float | None = None  # nats: TRL's adaptive entropy control (Skywork-OR1) aims here; None: off
+    entropy_coef_delta: float = 0.005  # the adaptive coefficient's step per optimizer step (TRL's default)
     logging_steps: int = 1
 
 
@@ -42,6 +44,9 @@ def check_settings(settings: GrpoSettings) -> GrpoSettings:
         raise InputError(f"seed: expected an int, got {settings.seed!r}")
     if not isinstance(settings.temperature, (int, float)) or not settings.temperature > 0:
         raise InputError(f"temperature: expected a number > 0, got {settings.temperature!r}")
+    target = settings.entropy_target
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0):
+        raise InputError(f"entropy_target: expected a number > 0 (nats) or None, got {target!r}")
     if settings.num_generations < 2 or settings.completions_per_step % settings.num_generations:
         raise InputError(f"completions_per_step: expected a multiple of num_generations={settings.num_generations} "
                          f"(>= 2), got {settings.completions_per_step!r}")
@@ -65,9 +70,19 @@ def grpo_config(settings: GrpoSettings, output_dir: str):
         per_device_train_batch_size=settings.completions_per_step, num_generations=settings.num_generations,
         max_completion_length=MAX_ANSWER_TOKENS, temperature=float(settings.temperature),
         learning_rate=settings.lr, lr_scheduler_type="constant", beta=settings.beta,
-        entropy_coef=settings.entropy_coef, logging_steps=settings.logging_steps, disable_tqdm=True,
-        dataloader_num_workers=0,
+        entropy_coef=settings.entropy_coef, **_adaptive_entropy(settings), logging_steps=settings.logging_steps,
+        disable_tqdm=True, dataloader_num_workers=0,
     )
+
+
+def _adaptive_entropy(settings: GrpoSettings) -> dict:
+    """TRL's adaptive entropy control (``use_adaptive_entropy``): the coefficient rises by
+    ``entropy_coef_delta`` each optimizer step while entropy is at or below the target and falls
+    otherwise, so entropy is held near the target instead of a fixed bonus that has to be tuned per task."""
+    if settings.entropy_target is None:
+        return {}
+    return {"use_adaptive_entropy": True, "entropy_target": float(settings.entropy_target),
+            "entropy_coef_delta": float(settings.entropy_coef_delta)}
 
 
 def build_grpo_trainer(model, tokenizer, problems: list[Problem], settings: GrpoSettings, output_dir: str,

@@ -1,14 +1,23 @@
-"""Regenerate the bundled ``sample_logs/``: two real demo runs that differ in one entropy-relevant knob.
+"""Regenerate the bundled ``sample_logs/``: three real demo runs, each differing from the baseline in one knob.
 
-Why two runs: a comparison only means something when one knob changes. Both runs share the seed,
-the warm-started model and every GRPO setting; only the sampling temperature differs (1.0, the
-baseline, vs 1.3, which samples - and measures entropy - from a flatter distribution). Each run is
-compacted (one Parquet file per table) so the folder stays small; token rows are sampled sparsely
-(4 sequences every 10 steps, the Monitor's defaults).
+Why these three: a comparison only means something when one knob changes. All runs share the
+seed, the warm-started model and every GRPO setting but one:
 
-Run from the repository root (takes a few minutes on a 2-core CPU)::
+- ``grpo-temp1.0``, the baseline: plain GRPO; its entropy collapses (the collapse rules fire).
+- ``grpo-temp1.3``: a hotter sampling temperature, which samples - and measures entropy - from a
+  flatter distribution; it still collapses, relative to its own start.
+- ``grpo-entropy-target0.5``: the remedy ``entropymon check`` gives the baseline, "add an
+  (adaptive) entropy bonus" - TRL's adaptive entropy control (``use_adaptive_entropy=True``,
+  ``entropy_target=0.5``, ``entropy_coef_delta=0.02``; Skywork-OR1): entropy is held near the target instead of collapsing, and
+  no warning or critical rule fires.
+
+Each run is compacted (one Parquet file per table) so the folder stays small; token rows are
+sampled sparsely (4 sequences every 10 steps, the Monitor's defaults).
+
+Run from the repository root (each run takes a few minutes on an idle 2-core CPU)::
 
     python -m entropymon.demo.make_sample_logs                 # -> sample_logs/
+    python -m entropymon.demo.make_sample_logs --only grpo-entropy-target0.5
     python -m entropymon.demo.make_sample_logs --steps 100 --out /tmp/samples
 """
 
@@ -21,23 +30,39 @@ from pathlib import Path
 
 from entropymon.demo.grpo import GrpoSettings
 from entropymon.demo.run import CACHE_FOLDER, run_demo
+from entropymon.errors import InputError
 
-SAMPLE_RUNS = {"grpo-temp1.0": 1.0, "grpo-temp1.3": 1.3}  # run name -> sampling temperature
+HEALTHY_RUN = "grpo-entropy-target0.5"
+SAMPLE_RUNS = {  # run name -> what it changes from the baseline (run_demo's arguments), and why
+    "grpo-temp1.0": {"temperature": 1.0, "description": "baseline: plain GRPO, entropy collapses"},
+    "grpo-temp1.3": {"temperature": 1.3, "description": "hotter sampling temperature; entropy still collapses"},
+    HEALTHY_RUN: {"temperature": 1.0, "entropy_target": 0.5, "entropy_coef_delta": 0.02,
+                  "description": "the remedy check gives the baseline: TRL's adaptive entropy bonus "
+                                 "(use_adaptive_entropy=True, entropy_target=0.5, entropy_coef_delta=0.02; "
+                                 "Skywork-OR1, arXiv 2505.22312) holds entropy near 0.5 nats; no warning or "
+                                 "critical alert"},
+}
 DEFAULT_STEPS = GrpoSettings.steps  # the demo's default
 DEFAULT_SEED = 0
 
 
-def make_sample_logs(out="sample_logs", steps: int = DEFAULT_STEPS, seed: int = DEFAULT_SEED) -> list[Path]:
-    """Write the sample runs into ``out`` (replacing runs of the same name); returns their folders."""
+def make_sample_logs(out="sample_logs", steps: int = DEFAULT_STEPS, seed: int = DEFAULT_SEED,
+                     only: list[str] | None = None) -> list[Path]:
+    """Write the sample runs (``only`` these names, default all) into ``out``, replacing runs of the same
+    name; returns their folders."""
     from entropymon.log.compact import compact_run
 
+    names = list(SAMPLE_RUNS) if not only else list(only)
+    unknown = [name for name in names if name not in SAMPLE_RUNS]
+    if unknown:
+        raise InputError(f"only: expected sample run names among {list(SAMPLE_RUNS)}, got {unknown}")
     out = Path(out)
     paths = []
-    for name, temperature in SAMPLE_RUNS.items():
+    for name in names:
         if (out / name).exists():
             shutil.rmtree(out / name)
-        path = run_demo(steps=steps, logdir=out, run=name, seed=seed, dashboard=False, temperature=temperature,
-                        print_every=25)
+        path = run_demo(steps=steps, logdir=out, run=name, seed=seed, dashboard=False, print_every=25,
+                        **SAMPLE_RUNS[name])
         compact_run(path)
         (path / "rank-0.heartbeat").unlink(missing_ok=True)
         paths.append(path)
@@ -50,9 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="sample_logs")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--only", default="", help=f"comma-separated run names (default: all of {list(SAMPLE_RUNS)})")
     options = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    for path in make_sample_logs(options.out, options.steps, options.seed):
+    only = [name for name in options.only.split(",") if name]
+    for path in make_sample_logs(options.out, options.steps, options.seed, only=only):
         print(f"wrote {path}")
 
 

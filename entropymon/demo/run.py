@@ -27,7 +27,9 @@ CACHE_FOLDER = ".demo_cache"
 def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = None, seed: int = 0, dashboard: bool = True,
              host: str = "127.0.0.1", port: int = 8050, temperature: float = 1.0, *, eval_every: int = 10,
              print_every: int = 10, warmstart_steps: int = WarmStartSettings.steps, entropy_coef: float = 0.0,
-             token_rows_every: int = 10, token_rows_per_step: int = 4, dh_probe_every: int = 10,
+             entropy_target: float | None = None, entropy_coef_delta: float = GrpoSettings.entropy_coef_delta,
+             description: str | None = None, token_rows_every: int = 10,
+             token_rows_per_step: int = 4, dh_probe_every: int = 10,
              keep_serving: bool | None = None,
              write: Callable[[str], None] = print) -> Path:
     """Warm-start, then train with GRPO for ``steps`` steps with entropymon attached; returns the run folder.
@@ -42,7 +44,10 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
         print_every: a progress line every this many steps.
         warmstart_steps: at most this many supervised steps before RL (it stops once the model solves
             45% of a training subset; the cache is per setting).
-        entropy_coef: TRL's entropy bonus coefficient (0: plain GRPO).
+        entropy_coef: TRL's entropy bonus coefficient (0: plain GRPO; the starting value when adaptive).
+        entropy_target: TRL's adaptive entropy control holds entropy near this many nats (None: off).
+        entropy_coef_delta: how fast that control moves its coefficient (per optimizer step).
+        description: what this run is for, stored in ``run.json`` as ``config.demo.description``.
         token_rows_every, token_rows_per_step: the Monitor's token-row sampling.
         dh_probe_every: the same-batch entropy change every this many steps (0: off; ``attach``).
         keep_serving: after training, keep the dashboard up until Ctrl+C (None: when run interactively).
@@ -50,7 +55,8 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
     """
     from entropymon.integrations.trl import attach
 
-    settings = check_settings(GrpoSettings(steps=steps, seed=seed, temperature=temperature, entropy_coef=entropy_coef))
+    settings = check_settings(GrpoSettings(steps=steps, seed=seed, temperature=temperature, entropy_coef=entropy_coef,
+                                           entropy_target=entropy_target, entropy_coef_delta=entropy_coef_delta))
     logdir = Path(logdir)
     tokenizer = build_tokenizer()
     train, heldout = split_problems(seed)
@@ -71,7 +77,8 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
     with tempfile.TemporaryDirectory(prefix="entropymon-demo-") as output_dir:
         trainer = build_grpo_trainer(model, tokenizer, train, settings, output_dir)
         config = {"demo": {"grpo": vars(settings), "warmstart": vars(warm),
-                           "warmstart_heldout_accuracy": info["heldout_accuracy"], "n_heldout": len(heldout)}}
+                           "warmstart_heldout_accuracy": info["heldout_accuracy"], "n_heldout": len(heldout),
+                           **({"description": description} if description else {})}}
         monitor = attach(trainer, logdir=str(logdir), run=run, answer_fn=extract_answer, config=config,
                          token_rows_every=token_rows_every, token_rows_per_step=token_rows_per_step,
                          dh_probe_every=dh_probe_every)
