@@ -97,7 +97,7 @@ def open_tab(page, label: str) -> None:
 
 
 def test_runs_page_lists_every_run_with_status(page):
-    page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"run\"]').length >= 3")
+    page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"run\"]').length >= 2")
     runs = page.locator("#runs-table td[data-dash-column='run']").all_inner_texts()
     assert [r.strip() for r in runs] == ["grpo-a", "sweep/grpo-b"]
     statuses = page.locator("#runs-table td[data-dash-column='status']").all_inner_texts()
@@ -207,9 +207,9 @@ def test_the_bundled_sample_runs_render_on_every_page(browser):
     handle = serve(SAMPLE_LOGS, port=0, background=True, poll_interval_s=5.0)
     context, page, errors = open_page(browser, handle.url)
     try:
-        page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"run\"]').length >= 3")
+        page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"run\"]').length >= 2")
         runs = sorted(r.strip() for r in page.locator("#runs-table td[data-dash-column='run']").all_inner_texts())
-        assert runs == ["grpo-entropy-target0.5", "grpo-temp1.0", "grpo-temp1.3"]
+        assert runs == ["grpo-temp1.0", "grpo-temp1.3"]
         page.screenshot(path=str(SCREENSHOTS / "sample_runs.png"), full_page=True)
 
         page.locator("#runs-table td input[type='checkbox']").nth(1).check()
@@ -225,6 +225,12 @@ def test_the_bundled_sample_runs_render_on_every_page(browser):
         open_tab(page, "Tokens")
         page.wait_for_selector("#token-completions span.token")
         assert page.locator("#token-completions span.token").count() > 5
+        # each card shows the completion's prompt (an addition problem) and the view says how many it shows
+        prompts = page.locator("#token-completions .completion-prompt").all_inner_texts()
+        assert prompts and all(p.startswith("prompt: ") and p.rstrip().endswith("=") for p in prompts)
+        count = page.locator("#token-completions .completions-count").inner_text()
+        shown, of_n = count.split(" completions shown")[0].split(" of ")
+        assert int(shown) == page.locator("#token-completions .completion-prompt").count() <= int(of_n)
         page.screenshot(path=str(SCREENSHOTS / "sample_tokens.png"), full_page=True)
     finally:
         context.close()

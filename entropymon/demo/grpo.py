@@ -9,6 +9,8 @@ steps and a weaker fall in the same number of steps), at most 4 new tokens, Adam
 temperature 1, 500 steps: entropy falls by about two thirds (0.58 -> 0.18 nats, first vs last 20
 steps) while the training reward rises 0.25 -> 0.73 and held-out accuracy 0.49 -> 0.83, in about
 50 s of GRPO. Every log line is kept (``logging_steps=1``) so each step has TRL's own scalars.
+The sample runs change one of these at a time (``make_sample_logs``); the lr, beta and TRL's entropy
+bonus (fixed, or its adaptive control towards ``entropy_target``) are ``run_demo`` options to try.
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ CACHE_FOLDER = ".demo_cache"
 def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = None, seed: int = 0, dashboard: bool = True,
              host: str = "127.0.0.1", port: int = 8050, temperature: float = 1.0, *, eval_every: int = 10,
              print_every: int = 10, warmstart_steps: int = WarmStartSettings.steps, entropy_coef: float = 0.0,
-             entropy_target: float | None = None, entropy_coef_delta: float = GrpoSettings.entropy_coef_delta,
-             description: str | None = None, token_rows_every: int = 10,
-             token_rows_per_step: int = 4, dh_probe_every: int = 10,
+             lr: float = GrpoSettings.lr, beta: float = GrpoSettings.beta, entropy_target: float | None = None,
+             entropy_coef_delta: float = GrpoSettings.entropy_coef_delta, description: str | None = None,
+             token_rows_every: int = 10, token_rows_per_step: int = 4, dh_probe_every: int = 10,
              keep_serving: bool | None = None,
              write: Callable[[str], None] = print) -> Path:
     """Warm-start, then train with GRPO for ``steps`` steps with entropymon attached; returns the run folder.
@@ -44,6 +44,8 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
         print_every: a progress line every this many steps.
         warmstart_steps: at most this many supervised steps before RL (it stops once the model solves
             45% of a training subset; the cache is per setting).
+        lr: GRPO's (constant) learning rate.
+        beta: the KL penalty to the warm-started (reference) model (0: none, no reference model).
         entropy_coef: TRL's entropy bonus coefficient (0: plain GRPO; the starting value when adaptive).
         entropy_target: TRL's adaptive entropy control holds entropy near this many nats (None: off).
         entropy_coef_delta: how fast that control moves its coefficient (per optimizer step).
@@ -55,8 +57,9 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
     """
     from entropymon.integrations.trl import attach
 
-    settings = check_settings(GrpoSettings(steps=steps, seed=seed, temperature=temperature, entropy_coef=entropy_coef,
-                                           entropy_target=entropy_target, entropy_coef_delta=entropy_coef_delta))
+    settings = check_settings(GrpoSettings(steps=steps, seed=seed, temperature=temperature, lr=lr, beta=beta,
+                                           entropy_coef=entropy_coef, entropy_target=entropy_target,
+                                           entropy_coef_delta=entropy_coef_delta))
     logdir = Path(logdir)
     tokenizer = build_tokenizer()
     train, heldout = split_problems(seed)
