@@ -25,7 +25,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from entropymon.errors import InputError
 from entropymon_dashboard.callbacks import register_callbacks
 from entropymon_dashboard.catalog import RunCatalog
-from entropymon_dashboard.layout import app_layout
+from entropymon_dashboard.page import app_layout
 from entropymon_dashboard.store import RunStore
 
 ASSETS = Path(__file__).resolve().parent / "assets"

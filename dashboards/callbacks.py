@@ -8,12 +8,13 @@ folders (store.versions) and answers "nothing changed" with ``no_update``; when 
 publishes the new versions. Three small keys (``curves-key``, ``focus-key``, ``token-key``) then
 change only when a run that a view actually shows changed, so figures are rebuilt and resent only
 for those views; a key says whether only versions changed (``refresh``) or the runs did. On a
-refresh the user's zoom is re-applied (zoom.py; figures also carry a ``uirevision`` per run), and
+refresh the user's zoom is re-applied (``keep_zoom``, below; figures also carry a ``uirevision`` per run), and
 dropdown values are kept whenever they are still valid, so a refresh keeps the selections.
 """
 
 from __future__ import annotations
 
+import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
@@ -21,7 +22,6 @@ from entropymon_dashboard import panels
 from entropymon_dashboard.run_view import RUN_PANELS, SELECTED, Panel
 from entropymon_dashboard.runs_table import runs_rows, tooltips
 from entropymon_dashboard.store import RunStore
-from entropymon_dashboard.zoom import keep_zoom
 
 
 def _key(run_ids, versions: dict) -> str:
@@ -172,3 +172,38 @@ def register_callbacks(app, store: RunStore, run_panels=RUN_PANELS) -> None:
                   Input("token-sign", "value"), Input("token-color", "value"))
     def tokens(key, step, reward, sign, color_by):
         return panels.token_panel(store, _first(key), step, reward, sign or "all", color_by or "entropy")
+
+
+# -- keeping a user's zoom when a live refresh replaces a figure --------------------
+# Why: plotly keeps zoom across figure updates through ``uirevision``, but the dcc.Graph of the
+# installed Dash re-plots once after every zoom, which makes plotly forget the zoom it should keep
+# (seen in a real browser: the next figure update autoranges). So the server re-applies it: when
+# a figure is rebuilt only because its runs got new steps, the axis ranges the user zoomed to
+# (the graph's ``relayoutData``) are written into the new figure. A double-click (autorange) or a
+# change of runs or metric starts from a fresh view.
+
+AXES = ("xaxis", "yaxis")
+
+
+def zoomed_ranges(relayout: dict | None) -> dict[str, list[float]]:
+    """{axis: [low, high]} for each axis the user zoomed in ``relayout`` (plotly's relayoutData)."""
+    ranges = {}
+    for axis in AXES:
+        if not relayout or relayout.get(f"{axis}.autorange"):
+            continue
+        whole = relayout.get(f"{axis}.range")
+        low, high = whole if isinstance(whole, list) and len(whole) == 2 else (
+            relayout.get(f"{axis}.range[0]"), relayout.get(f"{axis}.range[1]"))
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+            ranges[axis] = [low, high]
+    return ranges
+
+
+def keep_zoom(fig: go.Figure, relayout: dict | None) -> go.Figure:
+    """``fig`` with the user's zoomed ranges applied (a copy; ``fig`` may be a cached object)."""
+    ranges = zoomed_ranges(relayout)
+    if not ranges or len(fig.data) == 0:
+        return fig
+    zoomed = go.Figure(fig)
+    zoomed.update_layout({axis: {"range": value, "autorange": False} for axis, value in ranges.items()})
+    return zoomed

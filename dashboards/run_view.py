@@ -1,9 +1,9 @@
 """The run view's panels, each declared once: its sections on the page, its component ids, the
 inputs its callback reads and the function that builds what it shows.
 
-Why: the page (layout.py) and its callbacks (callbacks.py) used to repeat every id, and the
+Why: the page (page.py) and its callbacks (callbacks.py) used to repeat every id, and the
 order of the figures a builder returned had to match the order of the ids by hand. Now a
-``Panel`` owns all of it: layout.py draws ``panel.sections``, callbacks.py registers one
+``Panel`` owns all of it: page.py draws ``panel.sections``, callbacks.py registers one
 callback per panel from ``panel.outputs`` and ``panel.inputs``, and ``build`` returns the text
 outputs then one figure per id of ``panel.graphs``, in that order. Adding a plot is one edit:
 a graph id in a section here and its figure in the builder's result.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from entropymon_dashboard import create_app
-from entropymon_dashboard.layout import run_page
+from entropymon_dashboard.page import run_page
 from entropymon_dashboard.run_view import RUN_PANELS
 from synthetic import write_synthetic_run
 

@@ -420,7 +420,7 @@ def test_early_prediction_figure_is_scaled_to_the_actual_and_law_curves():
 # ---- zoom kept through refreshes ----
 
 def test_keep_zoom_applies_the_users_ranges_to_a_copy():
-    from entropymon_dashboard.zoom import keep_zoom, zoomed_ranges
+    from entropymon_dashboard.callbacks import keep_zoom, zoomed_ranges
 
     fig = runs_figure({"r": pd.DataFrame({"step": [0, 1, 2], "entropy_mean": [1.0, 0.9, 0.8]})}, "entropy_mean", "E")
     relayout = {"xaxis.range[0]": 0.5, "xaxis.range[1]": 1.5, "yaxis.range[0]": 0.85, "yaxis.range[1]": 0.95}

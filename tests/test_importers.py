@@ -19,8 +19,8 @@ from entropymon.importers import import_run
 from entropymon.importers.common import NameMap
 from entropymon.importers.csv_curves import import_csv
 from entropymon.importers.tensorboard import import_tensorboard
-from entropymon.importers.trl import import_trl
-from entropymon.importers.verl import import_verl
+from entropymon.importers.trl_output import import_trl
+from entropymon.importers.verl_jsonl import import_verl
 from entropymon.log.reader import read_run
 
 SHARED = Path(__file__).resolve().parent / "data"  # real_curves/ copied from public logs

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from entropymon.demo.callbacks import HeldOutAccuracyCallback, ProgressLines
 from entropymon.demo.grpo import GrpoSettings, build_grpo_trainer, check_settings
 from entropymon.demo.task import build_tokenizer, extract_answer, split_problems
+from entropymon.demo.trainer_callbacks import HeldOutAccuracyCallback, ProgressLines
 from entropymon.demo.warmstart import WarmStartSettings, load_or_warm_start
 
 CACHE_FOLDER = ".demo_cache"

@@ -29,9 +29,8 @@ from entropymon.hooks.observation import reduce_inputs
 from entropymon.hooks.probe import check_probe_every, probe_due, reduce_probe
 from entropymon.hooks.rank import resolve_rank
 from entropymon.hooks.settings import make_settings
-from entropymon.hooks.stream import StepStream
+from entropymon.hooks.stream import StepStream, StreamWorker
 from entropymon.hooks.validation import check_observation
-from entropymon.hooks.worker import StreamWorker
 
 
 class Monitor:

@@ -14,9 +14,9 @@ from entropymon.errors import InputError
 
 # kind -> (module, function); modules load on first use so the CLI starts fast
 IMPORTERS = {
-    "trl": ("entropymon.importers.trl", "import_trl"),
+    "trl": ("entropymon.importers.trl_output", "import_trl"),
     "tensorboard": ("entropymon.importers.tensorboard", "import_tensorboard"),
-    "verl": ("entropymon.importers.verl", "import_verl"),
+    "verl": ("entropymon.importers.verl_jsonl", "import_verl"),
     "csv": ("entropymon.importers.csv_curves", "import_csv"),
 }
 

@@ -42,7 +42,7 @@ ANALYSABLE = ("entropy_mean", "reward_mean", "eval_accuracy")
 def _known_names() -> tuple[NameMap, str]:
     """The veRL / OpenRLHF / TRL names the other importers map (TensorBoard tags and TRL's keys)."""
     from entropymon.importers.tensorboard import TENSORBOARD_ACCURACY, TENSORBOARD_NAMES
-    from entropymon.importers.trl import TRL_ACCURACY, TRL_NAMES
+    from entropymon.importers.trl_output import TRL_ACCURACY, TRL_NAMES
 
     exact = {column: tuple(dict.fromkeys((*TENSORBOARD_NAMES.exact.get(column, ()), *TRL_NAMES.exact.get(column, ()))))
              for column in (*TENSORBOARD_NAMES.exact, *TRL_NAMES.exact)}

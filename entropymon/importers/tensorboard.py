@@ -9,7 +9,7 @@ the 12-byte length header is checksummed (cheap in Python); a damaged payload st
 parse as an ``Event``.
 
 Tag names mapped onto the registry (first present wins; every other tag is kept as
-``import/<tag>``): veRL's (see ``entropymon.importers.verl``), TRL/transformers' ``train/...``
+``import/<tag>``): veRL's (see ``entropymon.importers.verl_jsonl``), TRL/transformers' ``train/...``
 and ``eval/...`` (``train/entropy``, ``train/reward``, ``train/frac_reward_zero_std``, ...) and
 OpenRLHF's ``train/reward``, ``train/actor_lr``, ``train/response_length``.
 """

@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Mapping
 
 from entropymon.errors import InputError
-from entropymon.importers.verl import VERL_NAMES
+from entropymon.importers.verl_jsonl import VERL_NAMES
 from entropymon.integrations.scalars import numeric_scalars, prefixed
 
 MODE_PREFIX = "entropymon_"
