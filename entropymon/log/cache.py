@@ -165,7 +165,8 @@ class FileTableCache:
         self._entries.move_to_end(key)
         if entry.bad:
             return entry
-        missing = None if entry.schema is None else [n for n in _wanted(entry.schema, columns) if n not in entry.columns]
+        missing = (None if entry.schema is None
+                   else [name for name in _wanted(entry.schema, columns) if name not in entry.columns])
         if entry.schema is not None and not missing:
             return entry
         self._bytes -= entry.nbytes
