@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from entropymon.log.cache import TABLE_CACHE, Vanished
 from entropymon.log.layout import scan_table
-from entropymon.log.resolve import resolve, tag_segment
+from entropymon.log.resolve import resolve, resolve_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN, ChunkName
 
 _RETRIES = 5
@@ -149,11 +149,9 @@ class TableView:
                 files = scan_table(self.folder).active
         else:
             raise Vanished(str(self.folder))
-        data = resolve(pieces, merge_step_rows=self.merge_step_rows)
-        if data is None:
+        frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows)
+        if frame is None:
             frame = pd.DataFrame({STEP_COLUMN: pd.Series(dtype="int64"), RANK_COLUMN: pd.Series(dtype="int32")})
-        else:
-            frame = data.to_pandas() if isinstance(data, pa.Table) else data
         self._names, self._unplaced, self._covered, self._placements = set(), set(), {}, {}
         for (chunk, path), placement in zip(files, placements):
             self._names.add(path.name)
@@ -165,7 +163,7 @@ class TableView:
                 self._covered[key] = _add(self._covered.get(key, []), (placement[0], placement[0] + placement[1]))
         self.previous, self.appended_steps = None, None
         self._row_codes = None
-        if not isinstance(data, pd.DataFrame):  # a clash of column types keeps taking the full read
+        if not clash:  # a clash of column types keeps taking the full read
             self._row_codes = _codes(frame[STEP_COLUMN].to_numpy(), frame[RANK_COLUMN].to_numpy())
         self.frame = frame
         return frame
