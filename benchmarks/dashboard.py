@@ -22,6 +22,7 @@ Run: python benchmarks/dashboard.py [--steps 10000] [--samples-per-step 100] [--
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -259,7 +260,8 @@ def open_ranks(ranks: int, steps: int, per_step: int) -> None:
         seconds, timings, shown = open_ranked_run(logdir)
         report(f"opening the {ranks}-rank run ({shown:,} combined steps)", timings)
         flag = "" if seconds <= OPEN_TARGET_S else f"   over the {OPEN_TARGET_S:.0f} s target"
-        print(f"  opens in {seconds:.2f} s (create_app + every first-open callback){flag}")
+        print(f"  opens in {seconds:.2f} s (create_app + every first-open callback){flag}; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
