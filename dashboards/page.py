@@ -12,7 +12,7 @@ from dash import dash_table, dcc, html
 
 from entropymon_dashboard.alerts_view import health_styles
 from entropymon_dashboard.run_view import RUN_PANELS
-from entropymon_dashboard.runs_table import COLUMNS
+from entropymon_dashboard.runs_table import COLUMNS, table_columns
 
 GRAPH_CONFIG = {"displaylogo": False}
 
@@ -35,7 +35,7 @@ def panel_section(declared) -> html.Section:
 def runs_page() -> html.Div:
     table = dash_table.DataTable(
         id="runs-table",
-        columns=[{"name": label, "id": key} for key, label, _ in COLUMNS],
+        columns=table_columns(),
         data=[],
         row_selectable="multi",
         selected_rows=[],  # the first poll selects the first run

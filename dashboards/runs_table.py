@@ -8,7 +8,7 @@ per run version; a run that cannot be read or has no steps still gets a row sayi
 from __future__ import annotations
 
 from entropymon.analysis.summary import summarize_run
-from entropymon.display import BROKEN, trust_word
+from entropymon.display import BROKEN, number_format, trust_word
 from entropymon.display import run_status as status_word
 from entropymon_dashboard.alerts_view import health_tooltip
 from entropymon_dashboard.store import RunState, RunStore
@@ -31,8 +31,23 @@ COLUMNS = (
 SUMMARY_BOOTSTRAP = 200
 
 
-def _rounded(value, digits: int = 4):
-    return None if value is None else round(float(value), digits)
+# the figures of a row: numbers in the data, written by display.number's rule in the browser
+FIGURE_COLUMNS = ("entropy", "reward", "accuracy", "ceiling")
+
+
+def table_columns() -> list[dict]:
+    """The DataTable's ``columns``: figures are numeric cells shown as ``display.number`` shows them."""
+    columns = []
+    for key, label, _ in COLUMNS:
+        column = {"name": label, "id": key}
+        if key in FIGURE_COLUMNS:
+            column.update(type="numeric", format=number_format())
+        columns.append(column)
+    return columns
+
+
+def _figure(value):
+    return None if value is None else float(value)
 
 
 def run_status(state: RunState) -> str:
@@ -88,10 +103,10 @@ def run_row(store: RunStore, run_id: str) -> dict:
         "status": run_status(state),
         "steps": summary.get("steps", 0),
         "last_step": summary.get("last_step"),
-        "entropy": _rounded(summary.get("entropy_end")),
-        "reward": _rounded(reward),
-        "accuracy": _rounded(accuracy),
-        "ceiling": _rounded(summary.get("ceiling")),
+        "entropy": _figure(summary.get("entropy_end")),
+        "reward": _figure(reward),
+        "accuracy": _figure(accuracy),
+        "ceiling": _figure(summary.get("ceiling")),
         "trust": trust_word(trusted),
         "trust_reason": summary.get("reason", ""),
         "health": BROKEN if state.error else summary.get("health", "healthy"),
