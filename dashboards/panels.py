@@ -300,6 +300,4 @@ def token_panel(store: RunStore, run_id, step, reward_range=None, advantage_sign
         blocks = [shown_count(len(chosen), max_completions, len(samples)), *blocks]
     table = forking_tokens(tokens)
     table["token"] = table["token"].map(visible_whitespace)
-    table["forking_rate"] = table["forking_rate"].astype(float).round(3)
-    table["mean_entropy"] = table["mean_entropy"].astype(float).round(4)
     return blocks, table.to_dict("records")

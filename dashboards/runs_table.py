@@ -8,7 +8,7 @@ per run version; a run that cannot be read or has no steps still gets a row sayi
 from __future__ import annotations
 
 from entropymon.analysis.summary import summarize_run
-from entropymon.display import BROKEN, number_format, trust_word
+from entropymon.display import BROKEN, trust_word
 from entropymon.display import run_status as status_word
 from entropymon_dashboard.alerts_view import health_tooltip
 from entropymon_dashboard.store import RunState, RunStore
@@ -31,19 +31,8 @@ COLUMNS = (
 SUMMARY_BOOTSTRAP = 200
 
 
-# the figures of a row: numbers in the data, written by display.number's rule in the browser
+# the figures of a row: numbers in the data, written by display.number's rule in the browser (page.table_column)
 FIGURE_COLUMNS = ("entropy", "reward", "accuracy", "ceiling")
-
-
-def table_columns() -> list[dict]:
-    """The DataTable's ``columns``: figures are numeric cells shown as ``display.number`` shows them."""
-    columns = []
-    for key, label, _ in COLUMNS:
-        column = {"name": label, "id": key}
-        if key in FIGURE_COLUMNS:
-            column.update(type="numeric", format=number_format())
-        columns.append(column)
-    return columns
 
 
 def _figure(value):
