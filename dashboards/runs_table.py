@@ -34,8 +34,12 @@ COLUMNS = (
 SUMMARY_BOOTSTRAP = 200
 
 
-def _rounded(value, digits: int = 4):
-    return None if value is None else round(float(value), digits)
+# the figures of a row: numbers in the data, written by display.number's rule in the browser (page.table_column)
+FIGURE_COLUMNS = ("entropy", "reward", "accuracy", "ceiling")
+
+
+def _figure(value):
+    return None if value is None else float(value)
 
 
 def run_status(state: RunState) -> str:
@@ -97,10 +101,10 @@ def run_row(store: RunStore, run_id: str) -> dict:
         "status": run_status(state),
         "steps": summary.get("steps", 0),
         "last_step": summary.get("last_step"),
-        "entropy": _rounded(summary.get("entropy_end")),
-        "reward": _rounded(reward),
-        "accuracy": _rounded(accuracy),
-        "ceiling": _rounded(summary.get("ceiling")),
+        "entropy": _figure(summary.get("entropy_end")),
+        "reward": _figure(reward),
+        "accuracy": _figure(accuracy),
+        "ceiling": _figure(summary.get("ceiling")),
         "trust": trust_word(trusted),
         "trust_reason": summary.get("reason", ""),
         "health": BROKEN if state.error else summary.get("health", "healthy"),

@@ -25,12 +25,10 @@ from collections.abc import Callable, Mapping
 
 from entropymon.errors import InputError
 from entropymon.hooks.failures import FailureLog
-from entropymon.hooks.observation import reduce_inputs
+from entropymon.hooks.observation import check_observation, reduce_inputs
 from entropymon.hooks.probe import check_probe_every, probe_due, reduce_probe
-from entropymon.hooks.rank import resolve_rank
-from entropymon.hooks.settings import make_settings
+from entropymon.hooks.settings import make_settings, resolve_rank
 from entropymon.hooks.stream import StepStream, StreamWorker
-from entropymon.hooks.validation import check_observation
 
 
 class Monitor:
