@@ -339,3 +339,31 @@ def test_the_file_cache_keeps_its_byte_count_and_evicts_the_least_recently_read_
     opens = tight.reads
     assert tight.read(paths[-1]).equals(tables[-1]) and tight.reads == opens  # the newest stayed
     assert tight.read(paths[0]).equals(tables[0]) and tight.reads == opens + 1  # the oldest was evicted
+
+
+def _read_steps_in_child(run_path: str, queue) -> None:
+    TABLE_CACHE.clear()
+    queue.put(read_run(run_path).steps["step"].tolist())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork start method only")
+def test_a_forked_child_reads_with_threads_of_its_own(tmp_path):
+    """The cache's reading threads live as long as the process: a forked child (a DataLoader
+    worker) must not wait on the parent's threads, which it does not have."""
+    import multiprocessing
+
+    with RunLog(tmp_path, "r") as log:
+        for step in range(3):
+            log.log_step(step, log_child.step_metrics(step))
+            log.flush()
+    TABLE_CACHE.clear()
+    assert read_run(tmp_path / "r").steps["step"].tolist() == [0, 1, 2]  # the parent's pool is running
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_read_steps_in_child, args=(str(tmp_path / "r"), queue))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running: that is the case tested
+        child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == [0, 1, 2]
