@@ -7,9 +7,12 @@ per run version; a run that cannot be read or has no steps still gets a row sayi
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from entropymon.analysis.summary import summarize_run
 from entropymon.display import BROKEN, trust_word
 from entropymon.display import run_status as status_word
+from entropymon.log.reader import read_table
 from entropymon_dashboard.alerts_view import health_tooltip
 from entropymon_dashboard.store import RunState, RunStore
 
@@ -46,6 +49,12 @@ def run_status(state: RunState) -> str:
     return status_word(state.run.meta.get("status"), state.is_live)
 
 
+# the samples columns summarize_run reads (with step and rank): the zero-variance split and the
+# reward's range; reading only these skips decoding the completions' text (on the 1M-row run of
+# benchmarks/dashboard.py the text was half the runs table's first open)
+SUMMARY_SAMPLE_COLUMNS = ("group_id", "reward")
+
+
 class _RunFrames:
     """The state's combined step table with the run's samples table behind it: what
     ``summarize_run`` reads (the samples give the exact zero-variance split and the reward's range),
@@ -55,10 +64,10 @@ class _RunFrames:
         self.step_metrics = state.step_metrics
         self._run = state.run
 
-    @property
+    @cached_property
     def samples(self):
         try:
-            return None if self._run is None else self._run.samples
+            return None if self._run is None else read_table(self._run.path, "samples", columns=SUMMARY_SAMPLE_COLUMNS)
         except Exception:  # noqa: BLE001 - without samples the rules fall back to the logged share
             return None
 
