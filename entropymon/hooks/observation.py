@@ -1,6 +1,7 @@
 """The training-thread half of ``Monitor.observe``: check the inputs, then reduce them to small tensors.
 
-Both run on the training thread, so both stay cheap. The checks look only at metadata (shape,
+Both run on the training thread, so both stay cheap (the step and scalar checks of
+``observe_dh`` and ``log_scalars`` are here too). The checks look only at metadata (shape,
 dtype, length): no value is read, nothing synchronises with a GPU; checks that need values
 (NaN/inf, an all-false mask) happen on the worker thread (host_batch.py). Every failure is an
 ``InputError`` naming the argument, the expected and the actual value.
@@ -18,12 +19,13 @@ come back as NaN entropy / log-prob: the worker then skips and counts exactly th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from entropymon.errors import InputError
+from entropymon.registry import KEY_COLUMNS
 
 # per-token arguments: (B, T)
 TOKEN_ARGUMENTS = ("token_ids", "logprobs", "entropies", "mask", "old_logprobs")
@@ -135,6 +137,28 @@ def check_observation(inputs: dict, temperature: float) -> tuple[int, int | None
     return n_seq, n_tok
 
 
+def check_step(step) -> int:
+    """A step of ``observe`` / ``observe_dh`` / ``log_scalars``: an int in [0, 2**63) (steps are int64)."""
+    if isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() < 2**63:
+        raise InputError(f"step: expected an integer >= 0 and < 2**63, got {type(step).__name__} {step!r}")
+    return step.__index__()
+
+
+def check_scalars(scalars) -> dict[str, float]:
+    """``log_scalars``' mapping as {metric name: float}; the key columns and ``stat/`` names are refused."""
+    if not isinstance(scalars, Mapping):
+        raise InputError(f"scalars: expected a dict of name -> number, got {type(scalars).__name__}")
+    clean = {}
+    for name, value in scalars.items():
+        if not isinstance(name, str) or not name or name.startswith("stat/") or name in KEY_COLUMNS:
+            raise InputError(f"scalars: expected metric names (str, not 'step'/'rank'/'stat/...'), got {name!r}")
+        try:
+            clean[name] = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"scalars[{name!r}]: expected a number, got {type(value).__name__} {value!r}") from None
+    return clean
+
+
 def _check_texts(texts) -> None:
     """Each completion must be a str or a sequence of token ids: one None would void the step's diversity."""
     for index, text in enumerate(texts):
@@ -163,6 +187,7 @@ def _length(name: str, value) -> int:
 
 
 # -- the reduction: what the worker thread receives ------------------------------------------------
+
 @dataclass
 class Observation:
     """One micro-batch as the worker receives it: small tensors, possibly still on the GPU."""
