@@ -10,12 +10,19 @@ analyses recomputed) and on a repeat call (per-version caches). Baselines measur
 run show what the server-side work saves: reading the whole samples table to draw one step's
 completions, and sending every step of a curve instead of the min/max-thinned series.
 
+Then it opens a run of ``--ranks`` ranks (64 by default) x ``--rank-steps`` steps, each rank a
+``RunLog`` of its own writing Monitor-like step rows (every ``stat/`` column of the five stats
+families, so the dashboard combines the ranks exactly) and a few sample rows: "opens" is the time
+from ``create_app`` until every first-open callback has answered (issue 10: <= 5 s at 64 ranks).
+
 Run: python benchmarks/dashboard.py [--steps 10000] [--samples-per-step 100] [--keep DIR]
+                                    [--ranks 64] [--rank-steps 10000] [--rank-samples 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -32,11 +39,15 @@ from entropymon.log.writer import RunLog
 from entropymon_dashboard import create_app, panels
 from entropymon_dashboard.runs_table import runs_rows
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import step_row  # noqa: E402  (the Monitor-like step rows of benchmarks/scale.py)
+
 # the synthetic collapsing run is a test fixture (tests/synthetic.py), not part of the package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from synthetic import WORDS, step_metrics, step_tokens  # noqa: E402
+from synthetic import WORDS, entropy_curve, step_metrics, step_tokens  # noqa: E402
 
 TARGET_MS = 300.0
+OPEN_TARGET_S = 5.0  # a 64-rank run, from create_app to every first-open callback (issue 10)
 TOKEN_EVERY = 50  # steps with sampled token rows (4 completions each)
 TEXT_POOL = 512  # distinct completion texts the samples draw from
 
@@ -78,6 +89,42 @@ def write_run(logdir: Path, steps: int, per_step: int, *, start: int = 0, seed: 
     if log.dropped_rows or log.errors:
         raise RuntimeError(f"the writer dropped {log.dropped_rows} rows / had {log.errors} errors")
     return path
+
+
+def write_ranked_run(logdir: Path, ranks: int, steps: int, per_step: int, *, seed: int = 0) -> Path:
+    """A run of ``ranks`` writers (one RunLog each, as one process per GPU has) of ``steps`` steps:
+    scale.py's Monitor-like rows with the entropy and reward sums following a collapsing run, so the
+    law fit has a curve to fit."""
+    rng = np.random.default_rng(seed)
+    templates = [step_row(rng) for _ in range(64)]
+    entropy = entropy_curve(np.arange(steps, dtype=np.float64), tau=max(40.0, steps / 4))
+    success = np.linspace(0.2, 0.8, steps)
+    for rank in range(ranks):
+        samples = _sample_columns(steps, per_step, rng)
+        with RunLog(logdir, run="ranked", rank=rank, queue_size=3 * steps + 16, flush_interval_s=3600) as log:
+            for step in range(steps):
+                row = dict(templates[(step * ranks + rank) % len(templates)])
+                n_tokens = row["stat/entropy_n_tokens"]
+                row["stat/entropy_sum_entropy"] = float(entropy[step] * n_tokens * rng.uniform(0.9, 1.1))
+                row["stat/groups_reward_sum"] = float(row["stat/groups_reward_n"] * success[step])
+                log.log_step(step, row)
+                rows = {k: v[step * per_step:(step + 1) * per_step] for k, v in samples.items()}
+                log.log_samples(step, rows)
+                if step % TOKEN_EVERY == 0:
+                    log.log_tokens(step, step_tokens(step, rows, rng))
+            path = log.path
+        if log.dropped_rows or log.errors:
+            raise RuntimeError(f"rank {rank}: the writer dropped {log.dropped_rows} rows / had {log.errors} errors")
+    return path
+
+
+def open_ranked_run(logdir: Path) -> tuple[float, dict[str, tuple[float, int]], int]:
+    """(seconds from create_app to every first-open callback answered, the callbacks' timings, steps shown)."""
+    started = time.perf_counter()
+    store = create_app(logdir).run_store
+    run_id = store.catalog.entries()[0].run_id
+    timings = time_callbacks(store, run_id)
+    return time.perf_counter() - started, timings, len(store.state(run_id).step_metrics)
 
 
 def _encoded(value) -> int:
@@ -172,6 +219,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--samples-per-step", type=int, default=100)
     parser.add_argument("--keep", type=Path, default=None, help="write the run here and keep it")
+    parser.add_argument("--ranks", type=int, default=64, help="ranks of the multi-rank run to open (0: skip it)")
+    parser.add_argument("--rank-steps", type=int, default=10_000)
+    parser.add_argument("--rank-samples", type=int, default=4, help="sample rows per step and rank (a multiple of 4)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         logdir = args.keep or Path(scratch)
@@ -196,6 +246,22 @@ def main() -> None:
         print("\nbaselines measured in this run")
         for what, ours, naive, note in baselines(path, store, run_id):
             print(f"  {what}\n    {ours:8.1f} ms vs {naive:8.1f} ms  (time ratio {naive / ours:.1f}x; {note})")
+    if args.ranks:
+        open_ranks(args.ranks, args.rank_steps, args.rank_samples)
+
+
+def open_ranks(ranks: int, steps: int, per_step: int) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        logdir = Path(scratch)
+        started = time.perf_counter()
+        write_ranked_run(logdir, ranks, steps, per_step)
+        print(f"\nwrote {ranks} ranks x {steps:,} steps ({per_step} sample rows per step and rank) in "
+              f"{time.perf_counter() - started:.0f} s")
+        seconds, timings, shown = open_ranked_run(logdir)
+        report(f"opening the {ranks}-rank run ({shown:,} combined steps)", timings)
+        flag = "" if seconds <= OPEN_TARGET_S else f"   over the {OPEN_TARGET_S:.0f} s target"
+        print(f"  opens in {seconds:.2f} s (create_app + every first-open callback){flag}; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

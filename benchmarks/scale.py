@@ -126,13 +126,22 @@ def timed(function) -> tuple[float, object]:
     return time.perf_counter() - started, value
 
 
+def timed_cpu(function) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of the process, value): on a shared machine the CPU time is the
+    figure that does not move with the other jobs' load (the wall time of an idle machine is at
+    most about it: the reads use a few threads, the rest is one)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    value = function()
+    return time.perf_counter() - started, time.process_time() - cpu, value
+
+
 def cold_reads(run_path: Path) -> dict[str, float]:
     TABLE_CACHE.clear()
     run = read_run(run_path)
     out = {}
-    out["steps"], steps = timed(lambda: run.steps)
-    out["samples"], _ = timed(lambda: run.samples)
-    out["step_metrics"], combined = timed(lambda: run.step_metrics)
+    out["steps"], out["steps cpu"], steps = timed_cpu(lambda: run.steps)
+    out["samples"], out["samples cpu"], _ = timed_cpu(lambda: run.samples)
+    out["step_metrics"], out["step_metrics cpu"], combined = timed_cpu(lambda: run.step_metrics)
     out["n_steps"] = len(combined)
     out["files"] = len(run.files)
     return out
@@ -213,7 +222,7 @@ def rank_frame(rows: list[dict], ranks: int, steps: int) -> pd.DataFrame:
 
 def combine_figures(rows: list[dict], ranks: int, steps: int, reference_steps: int) -> dict[str, float]:
     frame = rank_frame(rows, ranks, steps)
-    seconds, combined = timed(lambda: combine_ranks(frame))
+    seconds, cpu, combined = timed_cpu(lambda: combine_ranks(frame))
     part = frame[frame["step"] < reference_steps]
     reference_seconds, expected = timed(lambda: reference_combine(part))
     actual = combined[combined["step"] < reference_steps]
@@ -229,7 +238,7 @@ def combine_figures(rows: list[dict], ranks: int, steps: int, reference_steps: i
         difference = np.abs(a[both] - e[both]) / np.maximum(1.0, np.abs(e[both]))
         worst = max(worst, float(difference.max(initial=0.0)))
     assert worst <= 1e-12, worst
-    return {"vectorised": seconds, "reference (scaled)": reference_seconds * steps / reference_steps,
+    return {"vectorised": seconds, "vectorised cpu": cpu, "reference (scaled)": reference_seconds * steps / reference_steps,
             "max relative difference": worst}
 
 
@@ -252,7 +261,8 @@ def main() -> None:
         durable.fsync_dir = lambda folder: None
     rng = np.random.default_rng(0)
     rows = [step_row(rng) for _ in range(64)]
-    print(f"edges {len(ENTROPY_HIST_EDGES)}, step row {len(rows[0])} columns, {args.samples} samples per step")
+    print(f"edges {len(ENTROPY_HIST_EDGES)}, step row {len(rows[0])} columns, {args.samples} samples per step; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as logdir:
         logdir = Path(logdir)
         results = {}
@@ -265,16 +275,19 @@ def main() -> None:
                   f"most files per rank-segment and table: {most}", flush=True)
             results[name] = cold_reads(logdir / name)
             reads = results[name]
-            print(f"  cold read ({reads['files']} files): steps {reads['steps']:.2f} s, samples "
-                  f"{reads['samples']:.2f} s, step_metrics {reads['step_metrics']:.2f} s ({reads['n_steps']} steps)",
-                  flush=True)
+            print(f"  cold read ({reads['files']} files), wall (CPU) seconds: steps {reads['steps']:.2f} "
+                  f"({reads['steps cpu']:.2f}), samples {reads['samples']:.2f} ({reads['samples cpu']:.2f}), "
+                  f"step_metrics {reads['step_metrics']:.2f} ({reads['step_metrics cpu']:.2f}) "
+                  f"({reads['n_steps']} steps)", flush=True)
         if args.steps:
             live = live_refreshes(logdir / "merged", args.ranks, args.samples, rows)
             print("live refresh of the merged run: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in live.items()))
+    print(f"load average {os.getloadavg()[0]:.1f}")
     if args.skip_combine:
         return
     combine = combine_figures(rows, args.combine_ranks, args.combine_steps, reference_steps=100)
     print(f"combine_ranks {args.combine_ranks} ranks x {args.combine_steps} steps: {combine['vectorised']:.2f} s "
+          f"({combine['vectorised cpu']:.2f} CPU-s) "
           f"vectorised vs {combine['reference (scaled)']:.0f} s per-step merge (timed on 100 steps, scaled); "
           f"max relative difference {combine['max relative difference']:.1e}")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dash import html
 
+from entropymon.display import number
+
 HEALTH_COLORS = {"healthy": "#2e7d32", "warning": "#b26a00", "critical": "#c62828", "broken": "#555"}
 SEVERITY_COLORS = {"info": "#1565c0", "warning": HEALTH_COLORS["warning"], "critical": HEALTH_COLORS["critical"]}
 # which Run-view graphs show each alert plot's marker
@@ -93,7 +95,7 @@ def _evidence_text(numbers: dict, indent: str = "") -> str:
             lines.append(f"{indent}{key}:")
             lines.append(_evidence_text(value, indent + "  "))
         elif isinstance(value, float):
-            lines.append(f"{indent}{key}: {value:.4g}")
+            lines.append(f"{indent}{key}: {number(value, 4)}")
         else:
             lines.append(f"{indent}{key}: {value}")
     return "\n".join(lines)

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 from dash import dash_table, dcc, html
 
+from entropymon.display import number_format
 from entropymon_dashboard.alerts_view import health_styles
 from entropymon_dashboard.run_view import RUN_PANELS
-from entropymon_dashboard.runs_table import COLUMNS
+from entropymon_dashboard.runs_table import COLUMNS, FIGURE_COLUMNS
 
 GRAPH_CONFIG = {"displaylogo": False}
 
 
 def graph(graph_id: str) -> dcc.Graph:
     return dcc.Graph(id=graph_id, config=GRAPH_CONFIG, className="panel-graph")
+
+
+def table_column(key: str, label: str | None = None, *, figure: bool = False) -> dict:
+    """A DataTable column; a ``figure`` column holds numbers (so it sorts as numbers) and the
+    browser shows them as ``display.number`` writes them (``display.number_format``)."""
+    column = {"name": label or key, "id": key}
+    if figure:
+        column.update(type="numeric", format=number_format())
+    return column
 
 
 def section(title: str, note: str, children) -> html.Section:
@@ -35,7 +45,7 @@ def panel_section(declared) -> html.Section:
 def runs_page() -> html.Div:
     table = dash_table.DataTable(
         id="runs-table",
-        columns=[{"name": label, "id": key} for key, label, _ in COLUMNS],
+        columns=[table_column(key, label, figure=key in FIGURE_COLUMNS) for key, label, _ in COLUMNS],
         data=[],
         row_selectable="multi",
         selected_rows=[],  # the first poll selects the first run
@@ -94,7 +104,8 @@ def tokens_page() -> html.Div:
     ], className="controls")
     forking = dash_table.DataTable(
         id="forking-table",
-        columns=[{"name": n, "id": n} for n in ("token", "count", "forking", "forking_rate", "mean_entropy")],
+        columns=[table_column(n, figure=n in ("forking_rate", "mean_entropy"))
+                 for n in ("token", "count", "forking", "forking_rate", "mean_entropy")],
         data=[], page_size=15, sort_action="native",
         style_cell={"fontFamily": "monospace", "fontSize": 13, "padding": "2px 8px", "textAlign": "left"},
         tooltip_header={"forking": "times the token's entropy exceeded 0.672 nats",

@@ -15,6 +15,7 @@ import pandas as pd
 from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.forecast import forecast_ceiling
 from entropymon.analysis.prediction import ceiling_curve, early_prediction
+from entropymon.display import held_out_sentence, verdict_sentence
 from entropymon.errors import EntropymonError
 from entropymon.figures import covariance as fig_covariance
 from entropymon.figures import diversity as fig_diversity
@@ -26,13 +27,7 @@ from entropymon.figures.curves import (
     runs_figure,
 )
 from entropymon.figures.distribution import entropy_heatmap_figure
-from entropymon.figures.law import (
-    ceiling_curve_figure,
-    held_out_text,
-    law_scatter_figure,
-    prediction_figure,
-    verdict_text,
-)
+from entropymon.figures.law import ceiling_curve_figure, law_scatter_figure, prediction_figure
 from entropymon.figures.style import empty_figure
 from entropymon.log.reader import read_table
 from entropymon.registry import ENTROPY_COLUMNS, ENTROPY_ESTIMATES, PERFORMANCE_COLUMNS, pass_at_k_columns
@@ -233,10 +228,10 @@ def law_panel(store: RunStore, run_id):
     def build(s):
         results = law_results(s)
         forecast, early = results["forecast"], results["early"]
-        trusted, verdict = verdict_text(forecast)
+        trusted, verdict = verdict_sentence(forecast)
         fit = None if forecast is None else forecast.fit
         bounds = None if fit is None else fit.bounds
-        return (trusted, verdict, held_out_text(early),
+        return (trusted, verdict, held_out_sentence(early),
                 law_scatter_figure(fit, early, uirevision=f"law|{run_id}"),
                 prediction_figure(early, uirevision=f"early|{run_id}"),
                 ceiling_curve_figure(results["curve"], bounds=bounds, uirevision=f"ceil|{run_id}"))
@@ -305,6 +300,4 @@ def token_panel(store: RunStore, run_id, step, reward_range=None, advantage_sign
         blocks = [shown_count(len(chosen), max_completions, len(samples)), *blocks]
     table = forking_tokens(tokens)
     table["token"] = table["token"].map(visible_whitespace)
-    table["forking_rate"] = table["forking_rate"].astype(float).round(3)
-    table["mean_entropy"] = table["mean_entropy"].astype(float).round(4)
     return blocks, table.to_dict("records")

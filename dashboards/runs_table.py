@@ -7,9 +7,12 @@ per run version; a run that cannot be read or has no steps still gets a row sayi
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from entropymon.analysis.summary import summarize_run
 from entropymon.display import BROKEN, trust_word
 from entropymon.display import run_status as status_word
+from entropymon.log.reader import read_table
 from entropymon_dashboard.alerts_view import health_tooltip
 from entropymon_dashboard.store import RunState, RunStore
 
@@ -31,8 +34,12 @@ COLUMNS = (
 SUMMARY_BOOTSTRAP = 200
 
 
-def _rounded(value, digits: int = 4):
-    return None if value is None else round(float(value), digits)
+# the figures of a row: numbers in the data, written by display.number's rule in the browser (page.table_column)
+FIGURE_COLUMNS = ("entropy", "reward", "accuracy", "ceiling")
+
+
+def _figure(value):
+    return None if value is None else float(value)
 
 
 def run_status(state: RunState) -> str:
@@ -40,6 +47,12 @@ def run_status(state: RunState) -> str:
     if state.error or state.run is None:
         return BROKEN
     return status_word(state.run.meta.get("status"), state.is_live)
+
+
+# the samples columns summarize_run reads (with step and rank): the zero-variance split and the
+# reward's range; reading only these skips decoding the completions' text (on the 1M-row run of
+# benchmarks/dashboard.py the text was half the runs table's first open)
+SUMMARY_SAMPLE_COLUMNS = ("group_id", "reward")
 
 
 class _RunFrames:
@@ -51,10 +64,10 @@ class _RunFrames:
         self.step_metrics = state.step_metrics
         self._run = state.run
 
-    @property
+    @cached_property
     def samples(self):
         try:
-            return None if self._run is None else self._run.samples
+            return None if self._run is None else read_table(self._run.path, "samples", columns=SUMMARY_SAMPLE_COLUMNS)
         except Exception:  # noqa: BLE001 - without samples the rules fall back to the logged share
             return None
 
@@ -88,10 +101,10 @@ def run_row(store: RunStore, run_id: str) -> dict:
         "status": run_status(state),
         "steps": summary.get("steps", 0),
         "last_step": summary.get("last_step"),
-        "entropy": _rounded(summary.get("entropy_end")),
-        "reward": _rounded(reward),
-        "accuracy": _rounded(accuracy),
-        "ceiling": _rounded(summary.get("ceiling")),
+        "entropy": _figure(summary.get("entropy_end")),
+        "reward": _figure(reward),
+        "accuracy": _figure(accuracy),
+        "ceiling": _figure(summary.get("ceiling")),
         "trust": trust_word(trusted),
         "trust_reason": summary.get("reason", ""),
         "health": BROKEN if state.error else summary.get("health", "healthy"),

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from dash import html
 
+from entropymon.display import number
 from entropymon.errors import InputError
 
 FORKING_THRESHOLD = 0.672  # nats, Wang et al. 2025
@@ -77,7 +78,7 @@ def completion_spans(tokens: pd.DataFrame, color_by: str = "entropy", scale_valu
     colors = token_backgrounds(np.r_[values, reference], color_by)[: len(values)]
     spans = []
     for text, color, row in zip(_token_strings(tokens), colors, tokens.itertuples(index=False)):
-        details = [f"{name} {getattr(row, name):.4g}" for name in ("entropy", "logprob", "cov")
+        details = [f"{name} {number(getattr(row, name), 4)}" for name in ("entropy", "logprob", "cov")
                    if hasattr(row, name) and pd.notna(getattr(row, name))]
         spans.append(html.Span(text, title=", ".join(details), className="token",
                                style={"backgroundColor": color}))

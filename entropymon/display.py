@@ -23,6 +23,8 @@ HEALTH_WORDS = (HEALTHY, "warning", "critical")
 # The trust verdict on a ceiling, in words; capitalised where it starts a sentence.
 VERDICT_WORDS = {True: "trust this ceiling", False: "do not trust this ceiling"}
 TRUST_WORDS = {True: "yes", False: "no"}
+# How the dashboard's law panel opens an untrusted verdict (the analysis's reasons start the same way).
+NOT_PREDICTIVE = "The law does not predict this run yet"
 # A run's status, one vocabulary wherever it is shown (``entropymon list``, the dashboard's table,
 # the README). run.json's own words are "running", "closed" and "terminated".
 LIVE, FINISHED, TERMINATED, STOPPED, BROKEN = "live", "finished", "terminated", "stopped (no writer)", "broken"
@@ -59,6 +61,13 @@ def number(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+def number_format(digits: int = 3) -> dict:
+    """``number``'s rule for a table the browser formats (a Dash DataTable column's ``format``):
+    the cell keeps the number itself, so it sorts and filters as a number, and shows ``digits``
+    significant digits, trailing zeros dropped, "-" when missing (d3-format's ``~g``)."""
+    return {"specifier": f".{digits}~g", "nully": MISSING}
+
+
 def interval(pair, digits: int = 3) -> str:
     """``[low, high]``; empty when the interval is missing."""
     if not pair or any(v is None for v in pair):
@@ -90,14 +99,39 @@ def trust_word(trustworthy) -> str:
 
 
 def verdict(trustworthy, reason: str, *, sentence: bool = False) -> str:
-    """The trust verdict with its reason: "do not trust this ceiling: <reason>".
+    """The trust verdict with its reason: "do not trust this ceiling: <reason>" (CLI and report).
 
-    ``sentence`` capitalises the first word (the report starts a paragraph with it).
+    ``sentence`` capitalises the first word (the report starts a paragraph with it). The
+    dashboard's law panel says the same verdict with the ceiling in it: ``verdict_sentence``.
     """
     words = VERDICT_WORDS[bool(trustworthy)]
     if sentence:
         words = words[0].upper() + words[1:]
     return f"{words}: {reason}"
+
+
+def verdict_sentence(forecast) -> tuple[bool, str]:
+    """(trustworthy, sentence) for a ``CeilingForecast`` (or None), as the dashboard's law panel
+    says it: the predicted ceiling when trustworthy, else a plain statement that the law does not
+    predict this run yet (skill <= 0, interval wider than the range, ...) with the analysis's reason."""
+    if forecast is None:
+        return False, f"{NOT_PREDICTIVE}: too few steps to fit it."
+    reason = str(forecast.reason)
+    if forecast.trustworthy:
+        return True, f"Predicted ceiling {number(forecast.fit.ceiling)}: trustworthy ({reason})."
+    if reason.lower().startswith(NOT_PREDICTIVE.lower()):
+        return False, reason[0].upper() + reason[1:] + "."
+    return False, f"{NOT_PREDICTIVE}: {reason}."
+
+
+def held_out_sentence(early) -> str:
+    """The early prediction's held-out error next to the best naive baseline's, in words."""
+    if early is None:
+        return "Held-out error: too few steps to hold any out yet."
+    best = early.best_baseline
+    return (f"Fitted on the first {early.fraction:.0%} of steps ({early.n_fit} points), scored on the "
+            f"{early.n_test} after: law RMSE {early.law_rmse:.3g}, best naive forecast ({best.replace('_', ' ')}) "
+            f"RMSE {early.baseline_rmse[best]:.3g}, skill {early.skill:.2f}.")
 
 
 def run_status(meta_status, is_live: bool) -> str:

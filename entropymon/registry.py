@@ -131,7 +131,9 @@ METRICS: dict[str, MetricInfo] = {n: MetricInfo(n, d, u, "steps", m) for n, d, u
 SAMPLE_COLUMNS: dict[str, MetricInfo] = {n: MetricInfo(n, d, u, "samples", "first") for n, d, u in _SAMPLE_COLUMNS}
 TOKEN_COLUMNS: dict[str, MetricInfo] = {n: MetricInfo(n, d, u, "tokens", "first") for n, d, u in _TOKEN_COLUMNS}
 PATTERNS = [(re.compile(p + r"\Z"), d, u, m) for p, d, u, m in _PATTERNS]
-KEY_COLUMNS = ("step", "rank")
+# the key columns of every table (the log writer gives them their types: log/schema.py)
+STEP_COLUMN, RANK_COLUMN = "step", "rank"
+KEY_COLUMNS = (STEP_COLUMN, RANK_COLUMN)
 
 # The part a column plays, in the order a choice prefers it: every layer (analysis, CLI, report,
 # dashboard) reads these lists, so "which columns are an entropy" has one answer.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from entropymon import forecast_ceiling, read_run
-from entropymon.figures.law import verdict_text
+from entropymon.display import number, verdict_sentence
 from entropymon_dashboard import serve
 from synthetic import write_synthetic_run
 
@@ -96,12 +96,16 @@ def open_tab(page, label: str) -> None:
     page.locator("#tabs").get_by_text(label, exact=True).click()
 
 
-def test_runs_page_lists_every_run_with_status(page):
+def test_runs_page_lists_every_run_with_status(page, server):
     page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"run\"]').length >= 2")
     runs = page.locator("#runs-table td[data-dash-column='run']").all_inner_texts()
     assert [r.strip() for r in runs] == ["grpo-a", "sweep/grpo-b"]
     statuses = page.locator("#runs-table td[data-dash-column='status']").all_inner_texts()
     assert [s.strip() for s in statuses] == ["finished", "finished"]
+    # the browser writes the table's figures as display.number does (3 significant digits)
+    entropies = page.locator("#runs-table td[data-dash-column='entropy']").all_inner_texts()
+    last = [read_run(server.logdir / name.strip()).step_metrics["entropy_mean"].iloc[-1] for name in runs]
+    assert [e.strip() for e in entropies] == [number(value) for value in last]
     page.screenshot(path=str(SCREENSHOTS / "runs.png"), full_page=True)
 
 
@@ -218,7 +222,7 @@ def test_the_bundled_sample_runs_render_on_every_page(browser):
             wait_for_data(page, graph_id)
         page.wait_for_function(f"() => ({TRACE_NAMES})('entropy-curves').length === 2")
         assert page.evaluate(MAX_STEP, "entropy-curves") == 500
-        expected = {verdict_text(forecast_ceiling(read_run(SAMPLE_LOGS / name)))[1] for name in runs}
+        expected = {verdict_sentence(forecast_ceiling(read_run(SAMPLE_LOGS / name)))[1] for name in runs}
         assert page.locator("#law-verdict").inner_text().strip() in expected  # the analysis's verdict, in words
         page.screenshot(path=str(SCREENSHOTS / "sample_run_view.png"), full_page=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -80,3 +81,16 @@ def test_to_json_keeps_fields_drops_repr_false_adds_extras_and_turns_nan_into_no
 def test_to_json_turns_arrays_into_lists_and_json_float_is_one_number():
     assert to_json(np.array([[1.0, np.nan]])) == [[1.0, None]]
     assert json_float(np.float32(0.25)) == 0.25 and json_float(None) is None and json_float(-math.inf) is None
+
+
+def test_verdict_says_plainly_when_the_law_does_not_predict():
+    untrusted = SimpleNamespace(trustworthy=False, fit=None,
+                                reason="ceiling interval [0.2, 3.1] is wider than the metric's range [0, 1]")
+    trusted, text = display.verdict_sentence(untrusted)
+    assert not trusted and text.startswith(display.NOT_PREDICTIVE) and "wider than the metric's range" in text
+    skill = SimpleNamespace(trustworthy=False, fit=None,
+                            reason="the law does not predict this run yet: backtest skill -0.40 <= 0")
+    assert display.verdict_sentence(skill)[1].startswith("The law does not predict this run yet: backtest skill -0.40")
+    good = SimpleNamespace(trustworthy=True, fit=SimpleNamespace(ceiling=0.9012), reason="backtest skill 0.50 > 0")
+    assert display.verdict_sentence(good) == (True, "Predicted ceiling 0.901: trustworthy (backtest skill 0.50 > 0).")
+    assert display.verdict_sentence(None)[1].startswith(display.NOT_PREDICTIVE)

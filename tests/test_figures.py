@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -27,13 +26,7 @@ from entropymon.figures.curves import (
 )
 from entropymon.figures.distribution import bin_labels, bucket_counts, entropy_heatmap_figure
 from entropymon.figures.downsample import downsample_frame, minmax_indices
-from entropymon.figures.law import (
-    NOT_PREDICTIVE,
-    law_scatter_figure,
-    padded_range,
-    prediction_figure,
-    verdict_text,
-)
+from entropymon.figures.law import law_scatter_figure, padded_range, prediction_figure
 from entropymon.figures.style import hover_template, metric_label
 from entropymon.registry import describe_metric, pass_at_k_columns
 from entropymon_dashboard.tokens_view import (
@@ -252,19 +245,6 @@ def test_law_scatter_draws_the_least_squares_curve_and_ceiling():
 
 def test_law_scatter_without_a_fit_says_so():
     assert "could not be fitted" in annotation_text(law_scatter_figure(None))
-
-
-def test_verdict_says_plainly_when_the_law_does_not_predict():
-    untrusted = SimpleNamespace(trustworthy=False, fit=None,
-                                reason="ceiling interval [0.2, 3.1] is wider than the metric's range [0, 1]")
-    trusted, text = verdict_text(untrusted)
-    assert not trusted and text.startswith(NOT_PREDICTIVE) and "wider than the metric's range" in text
-    skill = SimpleNamespace(trustworthy=False, fit=None,
-                            reason="the law does not predict this run yet: backtest skill -0.40 <= 0")
-    assert verdict_text(skill)[1].startswith("The law does not predict this run yet: backtest skill -0.40")
-    good = SimpleNamespace(trustworthy=True, fit=SimpleNamespace(ceiling=0.9012), reason="backtest skill 0.50 > 0")
-    assert verdict_text(good) == (True, "Predicted ceiling 0.901: trustworthy (backtest skill 0.50 > 0).")
-    assert verdict_text(None)[1].startswith(NOT_PREDICTIVE)
 
 
 # ---- covariance ----

@@ -8,6 +8,9 @@ shows every mapped key. Every value in the run is checked against the trainer's 
 """
 
 import math
+import shutil
+import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ from transformers import Trainer, TrainingArguments
 from entropymon.demo.task import build_model, build_tokenizer, split_problems
 from entropymon.demo.warmstart import encode_examples
 from entropymon.errors import InputError
+from entropymon.hooks.failures import MonitorWarning
 from entropymon.integrations.hf import EntropymonCallback
 from entropymon.integrations.scalars import canonical_scalars, numeric_scalars
 from entropymon.log.reader import read_run
@@ -153,3 +157,64 @@ def test_numeric_scalars_keeps_numbers_and_zero_dim_tensors_only():
 def test_callback_rejects_a_config_that_is_not_a_dict(tmp_path):
     with pytest.raises(InputError, match="config: expected a dict or None, got list"):
         EntropymonCallback(str(tmp_path), config=[1, 2])
+
+
+def _callback_state(step: int):
+    return SimpleNamespace(is_world_process_zero=True, global_step=step)
+
+
+def test_writer_failures_reach_the_callbacks_error_count_one_warning_and_the_rows(tmp_path):
+    callback = EntropymonCallback(str(tmp_path), run="r", alerts=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        callback.on_train_begin(SimpleNamespace(), _callback_state(0), None)
+        steps = tmp_path / "r" / "steps"
+        shutil.rmtree(steps)
+        steps.write_text("the disk turned into a file")  # every steps write fails now
+        for step in range(1, 5):
+            callback.on_log(None, _callback_state(step), None, logs={"loss": 1.0 / step})
+            assert callback.log.flush(timeout=10) is False
+        assert callback.errors >= 3
+        writer_warnings = [w for w in caught if issubclass(w.category, MonitorWarning) and "log writer" in str(w.message)]
+        assert len(writer_warnings) == 1  # once, not once per failure
+        steps.unlink()  # the disk recovers: the rows kept meanwhile are written
+        steps.mkdir()
+        assert callback.log.flush(timeout=10) is True
+        errors = callback.errors
+        callback.on_log(None, _callback_state(5), None, logs={"loss": 0.2})
+        callback.on_train_end(None, _callback_state(5), None)
+    run = read_run(tmp_path / "r")
+    assert run.steps["step"].tolist() == [1, 2, 3, 4, 5]
+    assert run.steps["hf/loss"].tolist() == [1.0, 0.5, 1.0 / 3, 0.25, 0.2]
+    assert run.steps["monitor_errors"].iloc[0] == 0 and run.steps["monitor_errors"].iloc[-1] == errors
+
+
+def test_a_strict_callback_raises_the_writer_failure_at_the_next_callback(tmp_path):
+    callback = EntropymonCallback(str(tmp_path), run="r", alerts=False, strict=True)
+    callback.on_train_begin(SimpleNamespace(), _callback_state(0), None)
+    steps = tmp_path / "r" / "steps"
+    shutil.rmtree(steps)
+    steps.write_text("not a folder")
+    callback.on_log(None, _callback_state(1), None, logs={"loss": 1.0})
+    assert callback.log.flush(timeout=10) is False
+    with pytest.raises(OSError):
+        callback.on_step_end(None, _callback_state(1), None)
+    steps.unlink()
+    steps.mkdir()
+    callback.on_train_end(None, _callback_state(1), None)
+    assert read_run(tmp_path / "r").steps["step"].tolist() == [1]
+
+
+def test_a_row_the_callback_cannot_record_is_counted_and_raised_when_strict(tmp_path):
+    for strict in (False, True):
+        callback = EntropymonCallback(str(tmp_path), run=f"strict-{strict}", alerts=False, strict=strict)
+        callback.on_train_begin(SimpleNamespace(), _callback_state(0), None)
+        bad_state = SimpleNamespace(is_world_process_zero=True, global_step=-1)  # a step the writer refuses
+        if strict:
+            with pytest.raises(InputError, match="step"):
+                callback.on_log(None, bad_state, None, logs={"loss": 1.0})
+        else:
+            with pytest.warns(MonitorWarning, match="recording the trainer's logged scalars"):
+                callback.on_log(None, bad_state, None, logs={"loss": 1.0})
+            assert callback.errors == 1
+        callback.on_train_end(None, _callback_state(0), None)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import log_child  # tests/ is on sys.path under pytest's default import mode
 from entropymon.errors import InputError, LogFormatError, RunNotFoundError
-from entropymon.log.cache import TABLE_CACHE
+from entropymon.log.cache import TABLE_CACHE, FileTableCache
 from entropymon.log.reader import list_runs, read_run, read_table
 from entropymon.log.writer import RunLog
 
@@ -317,3 +317,53 @@ def test_files_lists_the_chunks_of_every_table(tmp_path):
     run = read_run(write_run(tmp_path, steps=range(2)))
     assert sorted(p.parent.name for p in run.files) == ["samples", "steps", "tokens"]
     assert json.loads((run.path / "run.json").read_text())["run"] == "r"
+
+
+def test_the_file_cache_keeps_its_byte_count_and_evicts_the_least_recently_read_files(tmp_path):
+    with RunLog(tmp_path, "r") as log:
+        for step in range(4):
+            log.log_step(step, log_child.step_metrics(step))
+            log.flush()
+    paths = sorted((tmp_path / "r" / "steps").glob("*.parquet"))
+    assert len(paths) == 4
+    tables = [pq.read_table(path) for path in paths]
+    roomy = FileTableCache()
+    for path, table in zip(paths, tables):
+        assert roomy.read(path).equals(table)
+    assert roomy._bytes == sum(table.nbytes for table in tables)  # counted as files are added, not re-summed
+    opens = roomy.reads
+    assert all(roomy.read(path).equals(table) for path, table in zip(paths, tables)) and roomy.reads == opens
+    tight = FileTableCache(max_bytes=2 * max(table.nbytes for table in tables))
+    tight.preload(paths)
+    assert tight._bytes <= tight.max_bytes and tight._bytes == sum(e.nbytes for e in tight._entries.values())
+    opens = tight.reads
+    assert tight.read(paths[-1]).equals(tables[-1]) and tight.reads == opens  # the newest stayed
+    assert tight.read(paths[0]).equals(tables[0]) and tight.reads == opens + 1  # the oldest was evicted
+
+
+def _read_steps_in_child(run_path: str, queue) -> None:
+    TABLE_CACHE.clear()
+    queue.put(read_run(run_path).steps["step"].tolist())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork start method only")
+def test_a_forked_child_reads_with_threads_of_its_own(tmp_path):
+    """The cache's reading threads live as long as the process: a forked child (a DataLoader
+    worker) must not wait on the parent's threads, which it does not have."""
+    import multiprocessing
+
+    with RunLog(tmp_path, "r") as log:
+        for step in range(3):
+            log.log_step(step, log_child.step_metrics(step))
+            log.flush()
+    TABLE_CACHE.clear()
+    assert read_run(tmp_path / "r").steps["step"].tolist() == [0, 1, 2]  # the parent's pool is running
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_read_steps_in_child, args=(str(tmp_path / "r"), queue))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running: that is the case tested
+        child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == [0, 1, 2]

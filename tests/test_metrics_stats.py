@@ -329,3 +329,14 @@ def test_combine_ranks_on_many_ranks_with_empty_parts_equals_the_per_step_merge(
     frame.loc[frame.index[::3], "stat/ess_log_shift"] = -np.inf
     frame.loc[frame.index[::3], ["stat/ess_sum_w", "stat/ess_sum_w2"]] = 0.0
     assert_frames_close(combine_ranks(frame), reference_combine_ranks(frame))
+
+
+def test_combine_ranks_gives_the_same_rows_whatever_order_the_rows_come_in():
+    frame = _random_rank_rows(11, 6, 4)
+    ordered = frame.sort_values(["step", "rank"], kind="stable").reset_index(drop=True)
+    multi = ordered[ordered.groupby("step")["rank"].transform("size") > 1].reset_index(drop=True)
+    assert multi["step"].nunique() >= 2  # the fast path (every step has several ranks, rows in order)
+    assert_frames_close(combine_ranks(multi), reference_combine_ranks(multi))
+    shuffled = multi.sample(frac=1.0, random_state=3)
+    assert_frames_close(combine_ranks(shuffled), reference_combine_ranks(multi))
+    assert_frames_close(combine_ranks(ordered.iloc[::-1]), reference_combine_ranks(ordered))

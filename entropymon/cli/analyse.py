@@ -16,7 +16,7 @@ from rich.table import Table
 
 from entropymon.cli import output
 from entropymon.cli.options import open_run, parse_bounds, parse_rules, parse_smoothing, parse_thresholds, parse_warmup
-from entropymon.display import SEVERITIES, health_label, trust_word
+from entropymon.display import SEVERITIES, change, health_label, interval, number, trust_word, verdict
 
 # ``entropymon check`` exit codes (documented in its help and the README)
 EXIT_HEALTHY = 0
@@ -63,11 +63,11 @@ def summary(
     for item in summaries:
         table.add_row(
             item["run"],
-            f"{item['steps']} ({output.number(item['first_step'], 9)}-{output.number(item['last_step'], 9)})",
-            output.change(item["entropy_start"], item["entropy_end"]),
-            f"{item['performance_column'] or '-'}: {output.change(item['performance_start'], item['performance_end'])}",
-            f"{output.number(item['ceiling'])} {output.interval(item['ceiling_ci'])}",
-            output.number(item.get("skill"), 2),
+            f"{item['steps']} ({number(item['first_step'], 9)}-{number(item['last_step'], 9)})",
+            change(item["entropy_start"], item["entropy_end"]),
+            f"{item['performance_column'] or '-'}: {change(item['performance_start'], item['performance_end'])}",
+            f"{number(item['ceiling'])} {interval(item['ceiling_ci'])}",
+            number(item.get("skill"), 2),
             trust_word(item["trustworthy"]),
             health_label(item["health"], len(item["alerts"])),
         )
@@ -75,13 +75,13 @@ def summary(
     for item in summaries:
         if item.get("performance_reason"):
             output.stdout.print(f"{item['run']}: performance series {item['performance_reason']}", markup=False)
-        output.stdout.print(f"{item['run']}: {output.verdict(item['trustworthy'], item['reason'])}", markup=False)
+        output.stdout.print(f"{item['run']}: {verdict(item['trustworthy'], item['reason'])}", markup=False)
         backtest = (item.get("forecast") or {}).get("backtest") or {}
         if backtest.get("recent_baseline_rmse"):
-            shown = ", ".join(f"{name.replace('_', ' ')} {output.number(value)}"
+            shown = ", ".join(f"{name.replace('_', ' ')} {number(value)}"
                               for name, value in backtest["recent_baseline_rmse"].items())
             output.stdout.print(f"  backtest RMSE over the last {backtest['n_recent']} origins: law "
-                                f"{output.number(backtest['recent_law_rmse'])}; baselines: {shown}", markup=False)
+                                f"{number(backtest['recent_law_rmse'])}; baselines: {shown}", markup=False)
         explanation = (item.get("dynamics") or {}).get("explanation")
         if explanation:
             output.stdout.print(f"  entropy change: {explanation}", markup=False)
@@ -92,9 +92,9 @@ def summary(
 def print_alert(alert: dict, prefix: str = "") -> None:
     """An alert as the CLI prints it: severity, step (and when it was first visible), message, remedies."""
     seen = alert.get("first_visible_step")
-    when = output.number(alert["step"], 9)
+    when = number(alert["step"], 9)
     if seen is not None and seen != alert["step"]:
-        when += f" (visible at {output.number(seen, 9)})"
+        when += f" (visible at {number(seen, 9)})"
     output.stdout.print(f"{prefix}{alert['severity']} at step {when}: [{alert['rule']}] {alert['message']}",
                         markup=False)
     for remedy in alert.get("remedies") or []:
@@ -166,7 +166,7 @@ def _forecast_dict(forecast) -> dict:
 def _law_formula(a, b) -> str:
     """``R = -a·e^H + b`` with the signs folded in: a = -0.007, b = -0.07 read ``R = 0.007·e^H - 0.07``."""
     def signed(value, first: bool) -> str:
-        text = output.number(abs(value)) if value is not None else "-"
+        text = number(abs(value)) if value is not None else "-"
         negative = value is not None and value < 0
         if first:
             return f"-{text}" if negative else text
@@ -182,34 +182,33 @@ def _print_fit(result: dict) -> None:
     out.print(f"[bold]{result['run']}[/bold]", markup=True)
     if fit_ is not None:
         out.print(f"law: {_law_formula(fit_['a'], fit_['b'])}   "
-                  f"(a {output.interval(fit_['a_ci'])}, b {output.interval(fit_['b_ci'])})", markup=False)
+                  f"(a {interval(fit_['a_ci'])}, b {interval(fit_['b_ci'])})", markup=False)
         out.print(f"fitted on {fit_['n']} points of {fit_['performance_column']} against {fit_['entropy_column']}, "
-                  f"smoothing {fit_['smoothing']}, R² {output.number(fit_['r2'])}, RMSE {output.number(fit_['rmse'])}",
+                  f"smoothing {fit_['smoothing']}, R² {number(fit_['r2'])}, RMSE {number(fit_['rmse'])}",
                   markup=False)
         for note in fit_.get("notes") or []:
             out.print(f"note: {note}", markup=False)
     if result.get("performance_reason"):
         out.print(f"performance series: {result['performance_reason']}", markup=False)
     if fit_ is not None:
-        out.print(f"ceiling (R at H = 0): {output.number(fit_['ceiling'])} {output.interval(fit_['ceiling_ci'])}"
+        out.print(f"ceiling (R at H = 0): {number(fit_['ceiling'])} {interval(fit_['ceiling_ci'])}"
                   + ("" if result.get("ceiling") is not None else "  (not a prediction)"), markup=False)
     backtest = result["backtest"]
     table = Table(title=f"backtest over {backtest['n_origins']} origins (skill over the last {backtest['n_recent']})")
     for column in ("forecast", "RMSE (recent origins)", "RMSE (all origins)"):
         table.add_column(column)
-    table.add_row("law", output.number(backtest["recent_law_rmse"]), output.number(backtest["law_rmse"]))
+    table.add_row("law", number(backtest["recent_law_rmse"]), number(backtest["law_rmse"]))
     for name, value in (backtest.get("recent_baseline_rmse") or {}).items():
-        table.add_row(name.replace("_", " "), output.number(value), output.number(backtest["baseline_rmse"].get(name)))
+        table.add_row(name.replace("_", " "), number(value), number(backtest["baseline_rmse"].get(name)))
     out.print(table)
-    out.print(f"skill = 1 - RMSE law / RMSE best baseline: {output.number(result['skill'], 2)} (recent origins), "
-              f"{output.number(backtest['skill'], 2)} (all origins)", markup=False)
+    out.print(f"skill = 1 - RMSE law / RMSE best baseline: {number(result['skill'], 2)} (recent origins), "
+              f"{number(backtest['skill'], 2)} (all origins)", markup=False)
     early = result["early_prediction"]
     if "error" in early:
         out.print(f"early prediction (first {early['fraction']:g} of the steps): not possible: {early['error']}",
                   markup=False)
     else:
-        baselines = ", ".join(f"{k.replace('_', ' ')} {output.number(v)}" for k, v in early["baseline_rmse"].items())
-        number = output.number
+        baselines = ", ".join(f"{k.replace('_', ' ')} {number(v)}" for k, v in early["baseline_rmse"].items())
         out.print(f"early prediction: fitted on {early['n_fit']} points (steps <= {number(early['cut_step'], 6)}), "
                   f"scored on {early['n_test']}: RMSE law {number(early['law_rmse'])} vs {baselines}; "
                   f"final-step error {number(early['law_final_error'])}; skill {number(early['skill'], 2)}",
@@ -218,7 +217,7 @@ def _print_fit(result: dict) -> None:
             out.print(f"  -> fitted that early, the law predicted the rest no better than the "
                       f"{early['best_baseline'].replace('_', ' ')} forecast: it does not predict this run yet.",
                       markup=False)
-    out.print(f"verdict: {output.verdict(result['trustworthy'], result['reason'])}", markup=False)
+    out.print(f"verdict: {verdict(result['trustworthy'], result['reason'])}", markup=False)
 
 
 def rules_help() -> str:

@@ -13,11 +13,9 @@ import sys
 
 from rich.console import Console
 
-from entropymon.display import change, interval, number, verdict
 from entropymon.results import to_json
 
-__all__ = ["stdout", "stderr", "one_line", "print_error", "show_warning", "print_json",
-           "number", "interval", "change", "verdict"]
+__all__ = ["stdout", "stderr", "one_line", "print_error", "show_warning", "print_json"]
 
 # piped output (CI logs, tests) gets room for tables instead of rich's 80-column default
 stdout = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 140)

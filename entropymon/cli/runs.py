@@ -15,7 +15,7 @@ from rich.table import Table
 
 from entropymon.cli import output
 from entropymon.cli.options import open_run
-from entropymon.display import run_status
+from entropymon.display import number, run_status
 
 IMPORT_KINDS = ("trl", "tensorboard", "verl", "csv")
 
@@ -70,7 +70,7 @@ def list_command(
     for column in ("run", "status", "steps", "last step", "started"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["run"], row["status"], str(row["steps"]), output.number(row["last_step"], 9),
+        table.add_row(row["run"], row["status"], str(row["steps"]), number(row["last_step"], 9),
                       _short_time(row["started_at"]))
     output.stdout.print(table)
     for row in rows:

@@ -97,8 +97,9 @@ def build_grpo_trainer(model, tokenizer, problems: list[Problem], settings: Grpo
     from trl import GRPOTrainer
 
     check_settings(settings)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs or [correctness_reward], args=grpo_config(settings, output_dir),
-                          train_dataset=problems_dataset(problems), processing_class=tokenizer)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs or [correctness_reward],
+                          args=grpo_config(settings, output_dir), train_dataset=problems_dataset(problems),
+                          processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer

@@ -24,13 +24,13 @@ from entropymon.demo.warmstart import WarmStartSettings, load_or_warm_start
 CACHE_FOLDER = ".demo_cache"
 
 
-def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = None, seed: int = 0, dashboard: bool = True,
-             host: str = "127.0.0.1", port: int = 8050, temperature: float = 1.0, *, eval_every: int = 10,
-             print_every: int = 10, warmstart_steps: int = WarmStartSettings.steps, entropy_coef: float = 0.0,
-             lr: float = GrpoSettings.lr, beta: float = GrpoSettings.beta, entropy_target: float | None = None,
-             entropy_coef_delta: float = GrpoSettings.entropy_coef_delta, description: str | None = None,
-             token_rows_every: int = 10, token_rows_per_step: int = 4, dh_probe_every: int = 10,
-             keep_serving: bool | None = None,
+def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = None, seed: int = 0,
+             dashboard: bool = True, host: str = "127.0.0.1", port: int = 8050, temperature: float = 1.0, *,
+             eval_every: int = 10, print_every: int = 10, warmstart_steps: int = WarmStartSettings.steps,
+             entropy_coef: float = 0.0, lr: float = GrpoSettings.lr, beta: float = GrpoSettings.beta,
+             entropy_target: float | None = None, entropy_coef_delta: float = GrpoSettings.entropy_coef_delta,
+             description: str | None = None, token_rows_every: int = 10, token_rows_per_step: int = 4,
+             dh_probe_every: int = 10, keep_serving: bool | None = None,
              write: Callable[[str], None] = print) -> Path:
     """Warm-start, then train with GRPO for ``steps`` steps with entropymon attached; returns the run folder.
 

@@ -81,7 +81,8 @@ def correctness_reward(prompts, completions, answer, **kwargs) -> list[float]:
     arguments). A completion must be exactly the digits of the sum, optionally followed by the end
     token (which TRL strips when decoding): "85" is right, "856" and "8" are wrong.
     """
-    return [1.0 if completion.replace(" ", "") == str(expected) else 0.0 for completion, expected in zip(completions, answer)]
+    return [1.0 if completion.replace(" ", "") == str(expected) else 0.0
+            for completion, expected in zip(completions, answer)]
 
 
 def build_tokenizer(vocab_size: int | None = None):
@@ -110,7 +111,8 @@ def build_tokenizer(vocab_size: int | None = None):
     return tokenizer
 
 
-def build_model(vocab_size: int = len(BASE_VOCAB), seed: int = 0, hidden_size: int = 128, num_layers: int = 2, num_heads: int = 4):
+def build_model(vocab_size: int = len(BASE_VOCAB), seed: int = 0, hidden_size: int = 128, num_layers: int = 2,
+                num_heads: int = 4):
     """A tiny randomly initialised ``LlamaForCausalLM`` (2 layers, width 128, 4 heads by default)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -3,9 +3,9 @@ verdict on whether to believe any of it.
 
 Why: the law R = -a*e^H + b gives a ceiling b - a at H = 0; a number alone misleads, so the
 panel draws the interval, the curve fitted on the first part of the run against what happened
-after it (held-out error next to the naive baselines), and says in words when the law does not
-predict this run yet. Inputs are the analysis results (``LawFit``, ``EarlyPrediction``,
-``CeilingForecast``, the ``ceiling_curve`` table); this module only draws them.
+after it (held-out error next to the naive baselines). Inputs are the analysis results (``LawFit``,
+``EarlyPrediction``, ``CeilingForecast``, the ``ceiling_curve`` table); this module only draws
+them. The words beside the panel (the verdict, the held-out error) are ``entropymon.display``'s.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from entropymon.display import run_color
 from entropymon.figures.downsample import minmax_indices
 from entropymon.figures.style import empty_figure, scatter_class, styled
 
-NOT_PREDICTIVE = "The law does not predict this run yet"
 CURVE_POINTS = 200
 
 
@@ -115,27 +114,3 @@ def ceiling_curve_figure(curve: pd.DataFrame | None, title: str = "Predicted cei
         for value in bounds:
             fig.add_hline(y=value, line={"color": "#aaa", "dash": "dot"})
     return styled(fig, title, uirevision=uirevision, x_title="last step seen", y_title="ceiling b - a")
-
-
-def verdict_text(forecast) -> tuple[bool, str]:
-    """(trustworthy, sentence) for a ``CeilingForecast``: the prediction in words, and when it
-    is not trustworthy (skill <= 0, interval wider than the range, ...) a plain statement that
-    the law does not predict this run yet, with the analysis's reason."""
-    if forecast is None:
-        return False, f"{NOT_PREDICTIVE}: too few steps to fit it."
-    reason = str(forecast.reason)
-    if forecast.trustworthy:
-        return True, f"Predicted ceiling {forecast.fit.ceiling:.3g}: trustworthy ({reason})."
-    if reason.lower().startswith(NOT_PREDICTIVE.lower()):
-        return False, reason[0].upper() + reason[1:] + "."
-    return False, f"{NOT_PREDICTIVE}: {reason}."
-
-
-def held_out_text(early) -> str:
-    """The early prediction's held-out error next to the best naive baseline's, in words."""
-    if early is None:
-        return "Held-out error: too few steps to hold any out yet."
-    best = early.best_baseline
-    return (f"Fitted on the first {early.fraction:.0%} of steps ({early.n_fit} points), scored on the "
-            f"{early.n_test} after: law RMSE {early.law_rmse:.3g}, best naive forecast ({best.replace('_', ' ')}) "
-            f"RMSE {early.baseline_rmse[best]:.3g}, skill {early.skill:.2f}.")

@@ -25,12 +25,10 @@ from collections.abc import Callable, Mapping
 
 from entropymon.errors import InputError
 from entropymon.hooks.failures import FailureLog
-from entropymon.hooks.observation import reduce_inputs
+from entropymon.hooks.observation import check_observation, check_scalars, check_step, reduce_inputs
 from entropymon.hooks.probe import check_probe_every, probe_due, reduce_probe
-from entropymon.hooks.rank import resolve_rank
-from entropymon.hooks.settings import make_settings
+from entropymon.hooks.settings import make_settings, resolve_rank
 from entropymon.hooks.stream import StepStream, StreamWorker
-from entropymon.hooks.validation import check_observation
 
 
 class Monitor:
@@ -112,7 +110,7 @@ class Monitor:
         self._failures.raise_pending()
         try:
             self._check_open()
-            step = _check_step(step)
+            step = check_step(step)
             if step < self._last_step:
                 raise InputError(f"step: expected >= {self._last_step} (observe() steps only move forward; step "
                                  f"{self._last_step} was observed already, so step {step} is written), got {step}")
@@ -143,7 +141,7 @@ class Monitor:
         self._failures.raise_pending()
         try:
             self._check_open()
-            step = _check_step(step)
+            step = check_step(step)
             observation = reduce_probe(step, logits_before=logits_before, logits_after=logits_after,
                                        token_ids=token_ids, mask=mask, advantages=advantages,
                                        temperature=self.settings.temperature)
@@ -158,8 +156,8 @@ class Monitor:
         self._failures.raise_pending()
         try:
             self._check_open()
-            step = _check_step(step)
-            clean = _check_scalars(scalars)
+            step = check_step(step)
+            clean = check_scalars(scalars)
         except Exception as error:  # noqa: BLE001
             self._failures.record_error("log_scalars", error, on_caller_thread=True)
             return
@@ -273,23 +271,3 @@ def _alert_watcher(alerts, webhook, thresholds, *, rank: int, inline: bool, run)
 
     rules = None if alerts is True else alerts
     return AlertWatcher(rules, thresholds, webhook=webhook, inline=inline, run=run)
-
-
-def _check_step(step) -> int:
-    if isinstance(step, bool) or not hasattr(step, "__index__") or not 0 <= step.__index__() < 2**63:
-        raise InputError(f"step: expected an integer >= 0 and < 2**63, got {type(step).__name__} {step!r}")
-    return step.__index__()
-
-
-def _check_scalars(scalars) -> dict[str, float]:
-    if not isinstance(scalars, Mapping):
-        raise InputError(f"scalars: expected a dict of name -> number, got {type(scalars).__name__}")
-    clean = {}
-    for name, value in scalars.items():
-        if not isinstance(name, str) or not name or name.startswith("stat/") or name in ("step", "rank"):
-            raise InputError(f"scalars: expected metric names (str, not 'step'/'rank'/'stat/...'), got {name!r}")
-        try:
-            clean[name] = float(value)
-        except (TypeError, ValueError):
-            raise InputError(f"scalars[{name!r}]: expected a number, got {type(value).__name__} {value!r}") from None
-    return clean

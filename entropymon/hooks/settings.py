@@ -1,17 +1,24 @@
-"""What a Monitor computes, checked once when it is built (constructor errors fail fast).
+"""What a Monitor computes and under which rank it logs, checked once when it is built
+(constructor errors fail fast).
 
 Metric families let a user switch off what they do not need; the defaults keep the training
 thread's cost to one chunked entropy pass and the worker's to a few vectorised reductions.
+
+The rank: each rank writes its own log files, so the Monitor only needs its own rank number. It
+is read from an initialised ``torch.distributed`` process group, else from the ``RANK``
+environment variable that torchrun / accelerate / deepspeed set, else it is 0. Nothing here
+talks to the other ranks: a failed monitor on one rank can never hang the others.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from entropymon.errors import InputError
 from entropymon.hooks.failures import check_nan_policy
-from entropymon.hooks.validation import check_temperature
+from entropymon.hooks.observation import check_temperature
 
 # family -> what it adds to the steps table
 METRIC_FAMILIES = {
@@ -87,3 +94,30 @@ def _optional_callable(name: str, value):
     if value is not None and not callable(value):
         raise InputError(f"{name}: expected a callable (token id -> text) or None, got {type(value).__name__}")
     return value
+
+
+def resolve_rank(rank: int | None = None) -> int:
+    """The rank to log under: ``rank`` when given, else torch.distributed's, else ``$RANK``, else 0."""
+    if rank is not None:
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+            raise InputError(f"rank: expected a non-negative int or None, got {rank!r}")
+        return rank
+    distributed_rank = _torch_distributed_rank()
+    if distributed_rank is not None:
+        return distributed_rank
+    env_rank = os.environ.get("RANK", "").strip()
+    if env_rank:
+        if not env_rank.isdigit():
+            raise InputError(f"RANK environment variable: expected a non-negative integer, got {env_rank!r}")
+        return int(env_rank)
+    return 0
+
+
+def _torch_distributed_rank() -> int | None:
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return None
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())  # local bookkeeping of the process group, not a collective
+    return None

@@ -125,6 +125,8 @@ class StepStream:
                 "dropped_rows": float(getattr(self._log, "dropped_rows", 0))}
 
 
+# -- the thread that owns the stream ----------------------------------------------------------------
+
 _STOP = object()
 
 

@@ -221,7 +221,8 @@ def _write_run(imported: ImportedRun, out: Path, config: dict, sample_groups, to
         if log.dropped_rows:
             raise LogFormatError(f"{out}: the writer dropped {log.dropped_rows} imported rows; import again")
         if log.errors:
-            raise LogFormatError(f"{out}: the writer reported {log.errors} write errors while importing (see the warnings)")
+            raise LogFormatError(f"{out}: the writer reported {log.errors} write errors while importing "
+                                 "(see the warnings)")
     return path
 
 

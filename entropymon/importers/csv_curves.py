@@ -58,7 +58,8 @@ def read_curves_csv(src) -> ImportedRun:
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:
-        raise ImportFormatError(f"{path}: no such CSV file (expected a curves CSV or a folder with {CURVE_FILE})") from None
+        raise ImportFormatError(f"{path}: no such CSV file (expected a curves CSV or a folder with "
+                                f"{CURVE_FILE})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ImportFormatError(f"{path}: not a readable CSV ({error})") from None
     if "step" not in frame.columns:

@@ -105,7 +105,7 @@ def read_scalars(paths: list[Path]) -> list[tuple[int, str, float]]:
         for index, payload in enumerate(read_records(path)):
             try:
                 event = event_pb2.Event.FromString(payload)
-            except Exception as error:  # protobuf's DecodeError
+            except Exception as error:  # noqa: BLE001  protobuf's DecodeError, whose module depends on the backend
                 raise ImportFormatError(f"{path}: record {index} is not a TensorBoard Event ({error})") from None
             if not event.HasField("summary"):
                 continue

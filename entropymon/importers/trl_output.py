@@ -90,7 +90,8 @@ def read_log_history(state_path: Path) -> list[tuple[int, str, float]]:
     except UnicodeDecodeError as error:
         raise ImportFormatError(f"{state_path}: not a text file ({error})") from None
     except RecursionError:
-        raise ImportFormatError(f"{state_path}: expected a Trainer state, got JSON nested too deeply to be one") from None
+        raise ImportFormatError(f"{state_path}: expected a Trainer state, got JSON nested too deeply to be "
+                                "one") from None
     history = state.get("log_history") if isinstance(state, dict) else None
     if not isinstance(history, list):
         raise ImportFormatError(f"{state_path}: expected an object with a 'log_history' list (a Trainer state)")
@@ -115,7 +116,7 @@ def read_completions(folder: Path) -> pd.DataFrame | None:
     for path in files:
         try:
             frame = pd.read_parquet(path)
-        except Exception as error:  # pyarrow raises several types for a damaged file
+        except Exception as error:  # noqa: BLE001  pyarrow raises several types for a damaged file
             raise ImportFormatError(f"{path}: not a readable Parquet file ({error})") from None
         if not {"step", "completion"} <= set(frame.columns):
             raise ImportFormatError(

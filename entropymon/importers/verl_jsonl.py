@@ -52,9 +52,11 @@ def read_verl_jsonl(src) -> list[tuple[int, str, float]]:
             entry = json.loads(line)
         except json.JSONDecodeError as error:
             if index == len(numbered) - 1 and index > 0:
-                warnings.warn(f"{path}: line {number} is truncated (a run still writing or killed); skipped it", stacklevel=2)
+                warnings.warn(f"{path}: line {number} is truncated (a run still writing or killed); skipped it",
+                              stacklevel=2)
                 break
-            raise ImportFormatError(f"{path}: line {number}: expected a JSON object, got invalid JSON ({error})") from None
+            raise ImportFormatError(f"{path}: line {number}: expected a JSON object, got invalid JSON "
+                                    f"({error})") from None
         except RecursionError:
             raise ImportFormatError(f"{path}: line {number}: expected a JSON object of metrics, got JSON "
                                     "nested too deeply to be one") from None

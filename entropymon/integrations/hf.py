@@ -10,6 +10,10 @@ The trainer's end-of-training summary (``train_runtime`` ...) is not a step and 
 
 Only the main process writes (logged values are already global), one row per logging step, to
 a ``RunLog`` opened when training begins and closed when it ends. No torch is needed here.
+Failures follow the Monitor's rules (``hooks.failures.FailureLog``): the callback's own errors and
+the log writer's (a full, vanished or read-only disk) are counted in ``errors`` and in the
+``monitor_errors`` column of the next rows, warned about once per kind, and never raised into the
+trainer unless ``strict=True`` (a writer failure is then raised at the next callback).
 
 Usage::
 
@@ -20,12 +24,12 @@ Usage::
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 from transformers import TrainerCallback
 
 from entropymon.errors import InputError
+from entropymon.hooks.failures import FailureLog
 from entropymon.integrations.halting import Halter, check_halt_on
 from entropymon.integrations.scalars import canonical_scalars, is_training_summary, numeric_scalars, prefixed
 
@@ -44,12 +48,17 @@ class EntropymonCallback(TrainerCallback):
             rule; see ``Monitor``); False turns them off.
         alert_webhook: POST each alert there (default ``$ENTROPYMON_ALERT_WEBHOOK``).
         halt_on: "critical" (or "warning") stops training once such an alert fires, saying why.
+        strict: raise the callback's and the log writer's errors instead of counting them (tests,
+            debugging); a writer error, met on its own thread, is raised at the next callback.
     """
 
     def __init__(self, logdir="runs", run: str | None = None, config: Mapping | None = None, *, rename: bool = True,
-                 alerts=True, alert_webhook: str | None = None, halt_on: str | None = None):
+                 alerts=True, alert_webhook: str | None = None, halt_on: str | None = None, strict: bool = False):
         if config is not None and not isinstance(config, Mapping):
             raise InputError(f"config: expected a dict or None, got {type(config).__name__}")
+        if not isinstance(strict, bool):
+            raise InputError(f"strict: expected True or False, got {strict!r}")
+        self._failures = FailureLog(strict=strict)
         self.halt_on = check_halt_on(halt_on)
         if alerts is False and (alert_webhook or halt_on):
             raise InputError("alerts: expected True to post or halt on alerts, got alerts=False with "
@@ -70,7 +79,7 @@ class EntropymonCallback(TrainerCallback):
             return
         from entropymon.log.writer import RunLog
 
-        self.log = RunLog(self.logdir, self.run, {**_args_config(args), **self.config})
+        self.log = RunLog(self.logdir, self.run, {**_args_config(args), **self.config}, on_error=self._writer_failed)
         self.path = self.log.path
         if self.alerts is not False:
             from entropymon.alerting.watch import AlertWatcher
@@ -80,7 +89,13 @@ class EntropymonCallback(TrainerCallback):
             if self.halt_on is not None:
                 self.halter = Halter(self.watcher, self.halt_on)
 
+    @property
+    def errors(self) -> int:
+        """Rows the callback could not record and log-writer failures (the ``monitor_errors`` metric)."""
+        return self._failures.errors
+
     def on_log(self, args, state, control, logs=None, **kwargs):
+        self._failures.raise_pending()
         if self.log is None or is_training_summary(logs):
             return
         try:
@@ -90,14 +105,15 @@ class EntropymonCallback(TrainerCallback):
             row = prefixed(scalars, HF_PREFIX)
             if self.rename:
                 row.update(canonical_scalars(scalars))
+            row["monitor_errors"] = float(self._failures.errors)
             self.log.log_step(state.global_step, row)
             if self.watcher is not None:
                 self.watcher.add_row(state.global_step, row)
-        except Exception as error:  # noqa: BLE001 - monitoring never breaks training
-            warnings.warn(f"entropymon: could not record the trainer's logged scalars ({error})", RuntimeWarning,
-                          stacklevel=2)
+        except Exception as error:  # noqa: BLE001 - monitoring never breaks training (unless strict)
+            self._failures.record_error("recording the trainer's logged scalars", error, on_caller_thread=True)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._failures.raise_pending()
         if self.halter is not None:
             self.halter.on_step_end(control, state.global_step)
 
@@ -109,8 +125,13 @@ class EntropymonCallback(TrainerCallback):
             if self.watcher is not None:
                 self.watcher.close()
             log.close()
-        except Exception as error:  # noqa: BLE001
-            warnings.warn(f"entropymon: closing the run log failed ({error})", RuntimeWarning, stacklevel=2)
+        except Exception as error:  # noqa: BLE001 - monitoring never breaks training (unless strict)
+            self._failures.record_error("closing the run log", error, on_caller_thread=True)
+        self._failures.raise_pending()
+
+    def _writer_failed(self, error: BaseException) -> None:
+        """The log writer's errors (full, vanished or read-only disk), on its thread: counted and warned."""
+        self._failures.record_error("log writer", error, on_caller_thread=False)
 
 
 def _args_config(args) -> dict:

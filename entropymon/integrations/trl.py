@@ -51,8 +51,9 @@ def attach(trainer, logdir="runs", run: str | None = None, *, answer_fn: Callabl
             live alert of that severity fires, printing why; None (default) never stops it.
         **monitor_kwargs: passed to ``Monitor`` (``token_rows_every``, ``metrics``, ``config``,
             ``dh_probe_every``, ``alerts``, ``alert_webhook`` ...). ``temperature`` defaults to the
-            trainer's, the one TRL's entropies are computed at. With ``dh_probe_every=N`` every N-th step's batch is forwarded again
-            before and after the optimizer step for the same-batch entropy change (``trl_probe.py``).
+            trainer's, the one TRL's entropies are computed at. With ``dh_probe_every=N`` every N-th
+            step's batch is forwarded again before and after the optimizer step for the same-batch
+            entropy change (``trl_probe.py``).
     """
     from transformers import Trainer
 

@@ -94,7 +94,8 @@ def signature_problem(trainer_cls) -> str | None:
     except (TypeError, ValueError):
         return f"the signature of {METRICS_METHOD}() cannot be read"
     if parameters[:3] != ["self", "batch", "metrics"] or "global_steps" not in parameters:
-        return f"{METRICS_METHOD}() has parameters {parameters}, expected (self, batch, metrics, ..., global_steps, ...)"
+        return (f"{METRICS_METHOD}() has parameters {parameters}, expected (self, batch, metrics, ..., "
+                "global_steps, ...)")
     return None
 
 

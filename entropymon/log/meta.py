@@ -80,12 +80,12 @@ def _to_json_value(value, where: str, converted: list[str], parents: tuple[int, 
             return _to_json_value(value.to_dict(), where, converted, parents)
         except InputError:
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - a config object's own to_dict() may fail any way: try the next form
             pass
     if hasattr(value, "item") and callable(value.item) and getattr(value, "size", 1) == 1:  # numpy scalar
         try:
             return _to_json_value(value.item(), where, converted, parents)
-        except Exception:
+        except Exception:  # noqa: BLE001 - an .item() that is not numpy's may fail any way: try the next form
             pass
     if isinstance(value, os.PathLike):
         return os.fspath(value)

@@ -27,7 +27,7 @@ from entropymon.errors import InputError, LogFormatError, RunNotFoundError
 from entropymon.log import meta as run_meta
 from entropymon.log.cache import TABLE_CACHE, Vanished
 from entropymon.log.layout import scan_table
-from entropymon.log.resolve import resolve, tag_segment
+from entropymon.log.resolve import resolve_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, RUN_META_FILE, STEP_COLUMN, TABLES
 from entropymon.log.view import TableView
 
@@ -156,10 +156,8 @@ def read_table(path, table: str, columns: Iterable[str] | None = None, steps=Non
     columns = None if columns is None else [str(name) for name in ([columns] if isinstance(columns, str) else columns)]
     wanted = _StepFilter.of(steps)
     pieces = read_pieces(run_path / table, columns, wanted)
-    data = resolve(pieces, merge_step_rows=(table == "steps"))
-    if data is None:
-        return _empty_frame()
-    return data.to_pandas() if isinstance(data, pa.Table) else data
+    frame, _ = resolve_frame(pieces, merge_step_rows=(table == "steps"))
+    return _empty_frame() if frame is None else frame
 
 
 class _StepFilter:

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from entropymon.errors import InputError
+from entropymon.registry import RANK_COLUMN, STEP_COLUMN
 
 SCHEMA_VERSION = 1
 TABLES = ("steps", "samples", "tokens")
 RUN_META_FILE = "run.json"
 
-# key columns every table carries, with the type the writer gives them
-STEP_COLUMN = "step"
-RANK_COLUMN = "rank"
+# key columns every table carries (named in the registry), with the type the writer gives them
 KEY_TYPES = {STEP_COLUMN: pa.int64(), RANK_COLUMN: pa.int32()}
 # steps-table columns whose type is not float64
 HISTOGRAM_COLUMN = "entropy_hist"

@@ -57,7 +57,7 @@ def _close_all_at_exit() -> None:
     for run_log in list(_open_logs.values()):
         try:
             run_log.close(timeout=EXIT_CLOSE_TIMEOUT_S)
-        except Exception as error:  # exit must go on whatever a log does
+        except Exception as error:  # noqa: BLE001 - exit must go on whatever a log does
             logger.error("entropymon: closing %s at exit failed: %s", getattr(run_log, "path", run_log), error)
 
 
@@ -65,7 +65,7 @@ def _flush_all_on_sigterm(signum, frame) -> None:
     for run_log in list(_open_logs.values()):
         try:
             run_log.flush(timeout=SIGNAL_FLUSH_TIMEOUT_S)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - the other logs and the previous handler must still run
             logger.error("entropymon: flushing %s on SIGTERM failed: %s", getattr(run_log, "path", run_log), error)
     previous = _previous_sigterm
     if callable(previous):
@@ -76,7 +76,7 @@ def _flush_all_on_sigterm(signum, frame) -> None:
         for run_log in list(_open_logs.values()):
             try:
                 run_log.mark_terminated()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the process is ending: a status not written is all that is lost
                 pass
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from entropymon.log.cache import TABLE_CACHE, Vanished
 from entropymon.log.layout import scan_table
-from entropymon.log.resolve import resolve, tag_segment
+from entropymon.log.resolve import resolve, resolve_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN, ChunkName
 
 _RETRIES = 5
@@ -72,6 +72,7 @@ class TableView:
         self.frame: pd.DataFrame | None = None
         self.full_reads = 0  # how often the whole table was resolved again (for tests and benchmarks)
         self._names: set[str] = set()  # active files whose rows the frame holds
+        self._placements: dict[str, tuple[int, int] | None] = {}  # ... their (first row, rows) in the stream
         self._unplaced: set[str] = set()  # ... of them, those without a first_row footer
         self._covered: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (rank, segment) -> stream rows held
         self._row_codes: np.ndarray | None = None  # key code of each frame row (non-decreasing)
@@ -99,11 +100,14 @@ class TableView:
         gone = self._names - names
         if gone & self._unplaced:  # rows of an older-format file vanished (a compaction)
             return self._full(files)
-        new_parts, placed = [], {}
+        new_parts, placed, found = [], {}, {}
+        # a new written chunk is all new rows: footer and data in one open, several files at a time
+        TABLE_CACHE.preload([path for chunk, path in files if path.name not in self._names and not chunk.merged])
         for chunk, path in files:
-            if path.name not in self._names and not chunk.merged:
-                TABLE_CACHE.read(path)  # a new written chunk is all new rows: footer and data in one open
-            placement = TABLE_CACHE.placement(path)
+            if path.name in self._placements:  # chunk files never change: what its footer said stays true
+                placement = self._placements[path.name]
+            else:
+                placement = found[path.name] = TABLE_CACHE.placement(path)
             if placement is not None:
                 placed.setdefault((chunk.rank, chunk.segment), []).append((placement[0], placement[0] + placement[1]))
             if path.name in self._names:
@@ -124,6 +128,8 @@ class TableView:
             self._covered[key] = _add(self._covered.get(key, []), interval)
         TABLE_CACHE.forget(self.folder / name for name in gone)
         self._names = names
+        self._placements.update(found)
+        self._placements = {name: self._placements[name] for name in names if name in self._placements}
         return self.frame
 
     def _full(self, files: list[tuple[ChunkName, Path]]) -> pd.DataFrame:
@@ -143,14 +149,13 @@ class TableView:
                 files = scan_table(self.folder).active
         else:
             raise Vanished(str(self.folder))
-        data = resolve(pieces, merge_step_rows=self.merge_step_rows)
-        if data is None:
+        frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows)
+        if frame is None:
             frame = pd.DataFrame({STEP_COLUMN: pd.Series(dtype="int64"), RANK_COLUMN: pd.Series(dtype="int32")})
-        else:
-            frame = data.to_pandas() if isinstance(data, pa.Table) else data
-        self._names, self._unplaced, self._covered = set(), set(), {}
+        self._names, self._unplaced, self._covered, self._placements = set(), set(), {}, {}
         for (chunk, path), placement in zip(files, placements):
             self._names.add(path.name)
+            self._placements[path.name] = placement
             if placement is None:
                 self._unplaced.add(path.name)
             else:
@@ -158,7 +163,7 @@ class TableView:
                 self._covered[key] = _add(self._covered.get(key, []), (placement[0], placement[0] + placement[1]))
         self.previous, self.appended_steps = None, None
         self._row_codes = None
-        if not isinstance(data, pd.DataFrame):  # a clash of column types keeps taking the full read
+        if not clash:  # a clash of column types keeps taking the full read
             self._row_codes = _codes(frame[STEP_COLUMN].to_numpy(), frame[RANK_COLUMN].to_numpy())
         self.frame = frame
         return frame

@@ -153,7 +153,8 @@ class RunLog:
         self._raise_if_strict_failure()
         step = validate_index("step", step)
         if rows is None:
-            raise InputError(f"rows: expected a dict of columns, a list of dicts or a DataFrame for log_{table}, got None")
+            raise InputError(f"rows: expected a dict of columns, a list of dicts or a DataFrame for log_{table}, "
+                             "got None")
         if self._refuse():
             return
         self._put((table, step, rows), None)

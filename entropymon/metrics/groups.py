@@ -45,7 +45,8 @@ def pass_at_k(n, c, k):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"k: expected an integer >= 1, got {k!r}")
     if np.any(c_arr > n_arr):
-        raise InputError(f"c: expected 0 <= c <= n, got c = {c_arr[c_arr > n_arr][0]} with n = {n_arr[c_arr > n_arr][0]}")
+        bad = c_arr > n_arr
+        raise InputError(f"c: expected 0 <= c <= n, got c = {c_arr[bad][0]} with n = {n_arr[bad][0]}")
     if np.any(n_arr < k):
         raise InputError(f"n: expected n >= k = {k} samples, got n = {n_arr[n_arr < k].min()}")
     # L[i] = sum_{j=k+1..i} log1p(-k/j); the terms with j <= k are never used (n - c < k gives 1)
@@ -96,10 +97,12 @@ def group_stats(rewards, group_ids, *, correct=None, answers=None, texts=None, l
         stats.pass_at[int(k)] = (float(np.sum(values)), int(eligible.sum()))
     if advantages is not None:
         adv = _as_vector(advantages, "advantages", n_items)
-        stats.advantage_n, stats.advantage_sum, stats.advantage_sumsq = n_items, float(adv.sum()), float((adv * adv).sum())
+        stats.advantage_n = n_items
+        stats.advantage_sum, stats.advantage_sumsq = float(adv.sum()), float((adv * adv).sum())
     if lengths is not None:
         length = _as_vector(lengths, "lengths", n_items)
-        stats.length_n, stats.length_sum, stats.length_sumsq = n_items, float(length.sum()), float((length * length).sum())
+        stats.length_n = n_items
+        stats.length_sum, stats.length_sumsq = float(length.sum()), float((length * length).sum())
         stats.length_min, stats.length_max = float(length.min()), float(length.max())
     if answers is not None:
         answer_labels = _as_labels(answers, n_items, "answers")

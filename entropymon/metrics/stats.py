@@ -463,17 +463,33 @@ def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
     if "step" not in steps.columns:
         raise InputError(f"steps: expected a 'step' column, got columns {list(steps.columns)[:8]}")
     frame = steps if "rank" in steps.columns else steps.assign(rank=0)
-    frame = frame.sort_values(["step", "rank"], kind="stable").reset_index(drop=True)
+    if not _sorted_by_step_rank(frame["step"].to_numpy(), frame["rank"].to_numpy()):
+        frame = frame.sort_values(["step", "rank"], kind="stable")
+    frame = frame.reset_index(drop=True)  # a new index only: no column is copied
     step = frame["step"].to_numpy()
     starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]]) if len(step) else np.zeros(0, dtype=np.int64)
     sizes = np.diff(np.r_[starts, len(frame)])
     in_multi = np.repeat(sizes > 1, sizes)
-    result = frame[~in_multi].drop(columns="rank").assign(n_ranks=1)
-    if in_multi.any():
-        combined = _combine_groups(frame[in_multi].reset_index(drop=True))
-        result = pd.concat([result, combined], ignore_index=True)
+    if in_multi.all() and len(frame):  # the usual multi-rank run: no copy of the rows to split them
+        result = _combine_groups(frame)
+    else:
+        result = frame[~in_multi].drop(columns="rank").assign(n_ranks=1)
+        if in_multi.any():
+            combined = _combine_groups(frame[in_multi].reset_index(drop=True))
+            result = pd.concat([result, combined], ignore_index=True)
     result["n_ranks"] = result["n_ranks"].astype("int64")
     return result.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def _sorted_by_step_rank(step: np.ndarray, rank: np.ndarray) -> bool:
+    """Whether rows are ordered by (step, rank) already (what the reader returns): one linear pass
+    instead of a sort that copies every column."""
+    if len(step) < 2:
+        return True
+    try:
+        return bool(np.all((step[1:] > step[:-1]) | ((step[1:] == step[:-1]) & (rank[1:] >= rank[:-1]))))
+    except TypeError:  # values that do not compare: the sort says what it thinks of them
+        return False
 
 
 class _Groups:
@@ -493,17 +509,21 @@ class _Groups:
             self._columns[name] = frame[name].to_numpy()
         return self._columns[name]
 
+    # Each reduction skips masking the values when every row is valid (the usual case): one pass
+    # over the column instead of three.
     def count(self, valid: np.ndarray) -> np.ndarray:
+        if valid.all():
+            return self.sizes.astype(np.int64)
         return np.add.reduceat(valid.astype(np.int64), self.starts)
 
     def sum(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return np.add.reduceat(np.where(valid, values, 0.0), self.starts)
+        return np.add.reduceat(values if valid.all() else np.where(valid, values, 0.0), self.starts)
 
     def max(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return np.maximum.reduceat(np.where(valid, values, -np.inf), self.starts)
+        return np.maximum.reduceat(values if valid.all() else np.where(valid, values, -np.inf), self.starts)
 
     def min(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return np.minimum.reduceat(np.where(valid, values, np.inf), self.starts)
+        return np.minimum.reduceat(values if valid.all() else np.where(valid, values, np.inf), self.starts)
 
     def first_valid(self, valid: np.ndarray) -> np.ndarray:
         """Row index of each group's first valid row (the group's first row when none is)."""
@@ -529,7 +549,7 @@ class _Groups:
         picked = values[rows]
         lengths = np.fromiter(map(len, picked), dtype=np.int64, count=len(rows))
         if (lengths == lengths[0]).all() and lengths[0] > 0:
-            matrix = np.concatenate(list(picked)).astype(np.int64, copy=False).reshape(len(rows), lengths[0])
+            matrix = np.concatenate(picked).astype(np.int64, copy=False).reshape(len(rows), lengths[0])
             bounds = np.flatnonzero(np.r_[True, group_of[1:] != group_of[:-1]])
             sums = np.add.reduceat(matrix, bounds, axis=0) if len(matrix) else matrix
             for group, total in zip(group_of[bounds], sums.tolist()):
@@ -639,7 +659,7 @@ def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
         if isinstance(default, np.ndarray):
             merged[f.name] = groups.list_sum(values, part)
             continue
-        values = values.astype(np.float64)
+        values = values.astype(np.float64, copy=False)
         if cls is EssStats:
             continue  # merged below, with its shift
         if f.name in _MAX_FIELDS:
@@ -687,10 +707,10 @@ def _merge_sum_counts(frame, prefix, part, groups):
         match = pattern.match(column)
         if not match:
             continue
-        total = frame[column].to_numpy().astype(np.float64)
+        total = frame[column].to_numpy().astype(np.float64, copy=False)
         present = part & _valid(total)
         count_column = f"{prefix}{match.group(1)}_n"
-        count = (frame[count_column].to_numpy().astype(np.float64) if count_column in frame.columns
+        count = (frame[count_column].to_numpy().astype(np.float64, copy=False) if count_column in frame.columns
                  else np.zeros(len(frame)))
         count = np.where(np.isnan(count), 0.0, count)
         out[int(match.group(1))] = (groups.sum(total, present), groups.sum(count, present), groups.count(present) > 0)
@@ -699,8 +719,8 @@ def _merge_sum_counts(frame, prefix, part, groups):
 
 def _merge_ess(frame, part, groups):
     prefix = EssStats.prefix()
-    n = frame[prefix + "n"].to_numpy().astype(np.float64)
-    shift = frame[prefix + "log_shift"].to_numpy().astype(np.float64)
+    n = frame[prefix + "n"].to_numpy().astype(np.float64, copy=False)
+    shift = frame[prefix + "log_shift"].to_numpy().astype(np.float64, copy=False)
     live = part & (n != 0)  # merging an empty part changes nothing
     top = groups.max(shift, live)
     scale = np.exp(shift - np.repeat(np.where(np.isfinite(top), top, 0.0), groups.sizes))
@@ -708,8 +728,8 @@ def _merge_ess(frame, part, groups):
         return {
             "n": groups.sum(n, live),
             "log_shift": top,
-            "sum_w": groups.sum(frame[prefix + "sum_w"].to_numpy().astype(np.float64) * scale, live),
-            "sum_w2": groups.sum(frame[prefix + "sum_w2"].to_numpy().astype(np.float64) * scale * scale, live),
+            "sum_w": groups.sum(frame[prefix + "sum_w"].to_numpy().astype(np.float64, copy=False) * scale, live),
+            "sum_w2": groups.sum(frame[prefix + "sum_w2"].to_numpy().astype(np.float64, copy=False) * scale * scale, live),
         }
 
 
