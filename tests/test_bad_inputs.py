@@ -583,7 +583,7 @@ def test_sample_runs_are_found_by_import_and_by_list_in_the_editable_install(cap
     import entropymon.sample_logs as samples
 
     folder = samples.folder()
-    assert sorted(p.parent.name for p in folder.glob("*/run.json")) == ["grpo-entropy-target0.5", "grpo-temp1.0", "grpo-temp1.3"]
+    assert sorted(p.parent.name for p in folder.glob("*/run.json")) == ["grpo-temp1.0", "grpo-temp1.3"]
     code, out, err = _cli(["list", "--samples", "--json"], capsys)
     assert code == 0, err
     assert {Path(row["path"]).parent for row in json.loads(out)} == {folder}
@@ -621,5 +621,5 @@ def test_sample_runs_are_found_from_an_installed_wheel(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(result.stdout)
-    assert {row["run"] for row in rows} == {"grpo-entropy-target0.5", "grpo-temp1.0", "grpo-temp1.3"}
+    assert {row["run"] for row in rows} == {"grpo-temp1.0", "grpo-temp1.3"}
     assert all(row["path"].startswith(str(target / "entropymon" / "sample_logs")) for row in rows)
