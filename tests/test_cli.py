@@ -37,9 +37,16 @@ DIVERGING_RUN = "trl_grpo_qwen25_7b_gsm8k_s43_collapse"
 COMMAND = [shutil.which("entropymon")] if shutil.which("entropymon") else [sys.executable, "-m", "entropymon.cli.main"]
 
 
-def console_script(*args, cwd=None) -> subprocess.CompletedProcess:
-    """The installed ``entropymon`` script in a child process."""
-    return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+def console_script(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """The installed ``entropymon`` script in a child process (``env``: extra variables)."""
+    return subprocess.run(
+        [*COMMAND, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
+        timeout=timeout,
+    )
 
 
 @contextmanager
@@ -429,7 +436,12 @@ def test_demo_through_the_console_script_trains_and_writes_a_run_the_cli_can_rea
     """The README's first command, shortened: a real warm start and real GRPO steps, then `summary` reads it."""
     pytest.importorskip("trl")
     logdir = tmp_path / "runs"
-    result = console_script("demo", "--steps", "4", "--no-dashboard", "--logdir", logdir, "--run", "smoke")
+    # One OpenMP thread: on an oversubscribed host each of torch's parallel regions waits a
+    # scheduler slice for its descheduled second thread, and the warm start took 270 s, not 20 s.
+    result = console_script(
+        "demo", "--steps", "4", "--no-dashboard", "--logdir", logdir, "--run", "smoke",
+        env={"OMP_NUM_THREADS": "1"}, timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "step 4/4" in result.stdout and "entropymon summary" in result.stdout
     # every chunk file: on a loaded machine the writer flushes more than once in 4 steps
