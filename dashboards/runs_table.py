@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from entropymon.analysis.summary import summarize_run
+from entropymon.analysis.summary import summarize
 from entropymon.display import BROKEN, trust_word
 from entropymon.display import run_status as status_word
 from entropymon.log.reader import read_table
@@ -72,19 +72,25 @@ class _RunFrames:
             return None
 
 
-def _summary(state: RunState) -> dict:
+def _summary(store: RunStore, state: RunState) -> dict:
     frame = state.step_metrics
     if state.message() is not None:
         return {"steps": 0, "reason": state.message()}
     try:
-        return summarize_run(_RunFrames(state), n_bootstrap=SUMMARY_BOOTSTRAP)
+        summary = summarize(_RunFrames(state), n_bootstrap=SUMMARY_BOOTSTRAP)
     except Exception as error:  # noqa: BLE001 - the table must still list the run
         return {"steps": int(len(frame)), "reason": f"summary failed: {error}"}
+    if summary.dynamics is not None:
+        # the covariance panel's entropy_dynamics of the same steps (its bootstraps were half of
+        # the summary's time on 10k steps): computed once per version, not once per caller
+        store.derived(state, "dynamics", lambda _: summary.dynamics)
+    return summary.to_dict()
 
 
 def run_summary(store: RunStore, state: RunState) -> dict:
-    """``summarize_run`` of the run, once per run version (the Run view's alerts panel shares it)."""
-    return store.derived(state, "summary", _summary)
+    """``summarize_run`` of the run, once per run version (the Run view's alerts panel shares it,
+    the covariance panel its entropy dynamics)."""
+    return store.derived(state, "summary", lambda s: _summary(store, s))
 
 
 def run_row(store: RunStore, run_id: str) -> dict:

@@ -159,6 +159,32 @@ def test_runs_rows_report_each_runs_last_values(logdir):
         assert row["trust"] in ("yes", "no") and row["trust_reason"]
 
 
+
+def test_the_runs_table_and_the_covariance_panel_share_one_entropy_dynamics(logdir, monkeypatch):
+    """The summary's entropy dynamics is the covariance panel's (one bootstrap per run version),
+    and equals entropy_dynamics of the run's steps computed on its own."""
+    from entropymon.analysis import dynamics as dynamics_module
+    from entropymon.analysis import summary as summary_module
+
+    expected = dynamics_module.entropy_dynamics(read_run(logdir / "grpo-a").step_metrics)
+    calls = []
+    counted = dynamics_module.entropy_dynamics
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return counted(*args, **kwargs)
+
+    monkeypatch.setattr(summary_module, "entropy_dynamics", counting)
+    monkeypatch.setattr(panels, "entropy_dynamics", counting)
+    store = RunStore(RunCatalog(logdir))
+    runs_rows(store)
+    figures = panels.covariance_figures(store, "grpo-a")
+    state = store.state("grpo-a")
+    shared = store.derived(state, "dynamics", lambda s: pytest.fail("the summary did not leave its dynamics"))
+    assert len(calls) == 2  # one per run of the catalog, none for the panel
+    assert shared.to_dict() == expected.to_dict()
+    assert all(len(fig.data) > 0 for fig in figures)
+
 def test_curves_overlay_the_selected_runs_with_their_logged_values(logdir):
     store = RunStore(RunCatalog(logdir))
     entropy, reward = panels.curve_figures(store, ["grpo-a", "sweep/grpo-b"], smoothing=0.0)

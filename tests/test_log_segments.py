@@ -255,3 +255,60 @@ def test_refresh_of_a_run_read_while_it_had_no_rows_yet(tmp_path):
     assert run.refresh().steps["step"].tolist() == [0]
     assert len(run.samples) == log_child.SAMPLES_PER_STEP
     log.close()
+
+
+def _entropy_row(rng: np.random.Generator) -> dict:
+    """A step row with the entropy family's stat/ columns (its histogram a list column) and the
+    registered entropy_hist list, from a real EntropyStats."""
+    from entropymon.metrics.stats import EntropyStats, entropy_histogram
+
+    entropy = rng.gamma(0.5, 1.0, int(rng.integers(50, 200)))
+    stats = EntropyStats(len(entropy), float(entropy.sum()), 4, float(entropy.mean() * 4),
+                         int((entropy > 0.672).sum()), float(entropy.max()), entropy_histogram(entropy),
+                         len(entropy), float(rng.random() * len(entropy)))
+    return {**stats.compute(), **stats.to_columns(), "entropy_hist": stats.hist.tolist()}
+
+
+def test_step_metrics_summing_list_columns_as_matrices_equal_the_per_row_sums(tmp_path):
+    """Run.step_metrics sums the histogram columns from one matrix per column (resolve.ListMatrix);
+    the result equals combine_ranks on a copy of the steps (one array per row, the other path) and
+    numpy's own sum of the ranks' histograms, also where a rank missed a step."""
+    from entropymon.metrics.stats import N_ENTROPY_BINS, combine_ranks
+
+    rng = np.random.default_rng(3)
+    rows = {}
+    for rank in range(3):  # one file per rank: the reader reorders rows to (step, rank)
+        with RunLog(tmp_path, "r", rank=rank, flush_interval_s=3600) as log:
+            for step in range(8):
+                if (step, rank) == (5, 1):
+                    continue
+                rows[step, rank] = _entropy_row(rng)
+                log.log_step(step, rows[step, rank])
+    run = read_run(tmp_path / "r")
+    steps = run.steps
+    lists = run._views["steps"].list_matrices(steps)
+    assert set(lists) == {"entropy_hist", "stat/entropy_hist"}
+    np.testing.assert_array_equal(lists["entropy_hist"].matrix(), np.stack(steps["entropy_hist"].to_numpy()))
+    combined = run.step_metrics
+    per_row = combine_ranks(steps.copy())
+    pd.testing.assert_frame_equal(combined, per_row)
+    for step in range(8):
+        ranks = [r for r in range(3) if (step, r) in rows]
+        expected = np.sum([rows[step, r]["entropy_hist"] for r in ranks], axis=0)
+        assert combined["entropy_hist"][step] == expected.tolist()
+        assert combined["stat/entropy_hist"][step] == expected.tolist()
+        assert len(expected) == N_ENTROPY_BINS
+
+
+def test_a_list_column_of_several_lengths_has_no_matrix_and_sums_per_row(tmp_path):
+    from entropymon.metrics.stats import combine_ranks
+
+    for rank in range(2):
+        with RunLog(tmp_path, "r", rank=rank) as log:
+            log.log_step(0, {"entropy_hist": [1, 2, 3 + rank]})
+            log.log_step(1, {"entropy_hist": [1, 2 + rank]})  # lists of another length: no one matrix
+    run = read_run(tmp_path / "r")
+    assert run._views["steps"].list_matrices(run.steps)["entropy_hist"].matrix() is None
+    combined = run.step_metrics
+    pd.testing.assert_frame_equal(combined, combine_ranks(run.steps.copy()))
+    assert combined["entropy_hist"].tolist() == [[2, 4, 7], [2, 5]]

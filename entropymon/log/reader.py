@@ -81,7 +81,7 @@ class Run:
             combined = pd.concat([kept, combine_ranks(steps[redo])], ignore_index=True)
             combined = combined.sort_values(STEP_COLUMN, kind="stable").reset_index(drop=True)
         else:
-            combined = combine_ranks(steps)
+            combined = combine_ranks(steps, list_matrices=view.list_matrices(steps))
         self._combined = (steps, combined)
         return combined
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from entropymon.log.cache import TABLE_CACHE, Vanished
 from entropymon.log.layout import scan_table
-from entropymon.log.resolve import resolve, resolve_frame, tag_segment
+from entropymon.log.resolve import resolve, resolve_frame_lists, tag_segment
 from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN, ChunkName
 
 _RETRIES = 5
@@ -80,6 +80,7 @@ class TableView:
         # the frame was read in full), so results derived per step need only those steps redone
         self.previous: pd.DataFrame | None = None
         self.appended_steps: np.ndarray | None = None
+        self._lists: tuple[pd.DataFrame | None, dict] = (None, {})  # (frame of the last full read, its ListMatrix)
 
     def read(self) -> pd.DataFrame:
         for _ in range(_RETRIES):
@@ -149,7 +150,7 @@ class TableView:
                 files = scan_table(self.folder).active
         else:
             raise Vanished(str(self.folder))
-        frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows)
+        frame, clash, lists = resolve_frame_lists(pieces, merge_step_rows=self.merge_step_rows)
         if frame is None:
             frame = pd.DataFrame({STEP_COLUMN: pd.Series(dtype="int64"), RANK_COLUMN: pd.Series(dtype="int32")})
         self._names, self._unplaced, self._covered, self._placements = set(), set(), {}, {}
@@ -166,7 +167,13 @@ class TableView:
         if not clash:  # a clash of column types keeps taking the full read
             self._row_codes = _codes(frame[STEP_COLUMN].to_numpy(), frame[RANK_COLUMN].to_numpy())
         self.frame = frame
+        self._lists = (frame, lists)
         return frame
+
+    def list_matrices(self, frame: pd.DataFrame) -> dict:
+        """{list column: ``resolve.ListMatrix``} when ``frame`` is what the last full read returned
+        (rows in the same order), else {} (after an append, or for any other frame)."""
+        return self._lists[1] if frame is self._lists[0] else {}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _still_on_disk(self, placed: dict[tuple[int, int], list[tuple[int, int]]]) -> bool:

@@ -443,7 +443,7 @@ class DhStats(_Stats):
 STATS_CLASSES = (EntropyStats, CovStats, GroupStats, EssStats, KlModeStats, DhStats)
 
 
-def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
+def combine_ranks(steps: pd.DataFrame, *, list_matrices: dict | None = None) -> pd.DataFrame:
     """One row per step from rows of one or more ranks: ``step``, ``n_ranks`` and every column.
 
     A step logged by one rank is kept as it is (its quantiles are exact). For several ranks:
@@ -459,19 +459,25 @@ def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
     formulas on arrays), so it costs a few array passes per column, not Python work per step;
     it gives the same numbers as merging the stats objects one step at a time (``_Stats.merge``
     and ``compute``), which the tests check to 1e-12.
+
+    ``list_matrices`` ({column: object whose ``matrix()`` gives the column as one (rows, length)
+    int64 matrix in the rows' order, or None}; the reader has them, ``resolve.ListMatrix``) lets the
+    list columns be summed as matrices instead of from one array per row (3 s of 5 at 64 ranks x
+    10k steps); used only when ``steps`` is already ordered by step and rank.
     """
     if "step" not in steps.columns:
         raise InputError(f"steps: expected a 'step' column, got columns {list(steps.columns)[:8]}")
     frame = steps if "rank" in steps.columns else steps.assign(rank=0)
     if not _sorted_by_step_rank(frame["step"].to_numpy(), frame["rank"].to_numpy()):
         frame = frame.sort_values(["step", "rank"], kind="stable")
+        list_matrices = None  # its rows are in another order now
     frame = frame.reset_index(drop=True)  # a new index only: no column is copied
     step = frame["step"].to_numpy()
     starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]]) if len(step) else np.zeros(0, dtype=np.int64)
     sizes = np.diff(np.r_[starts, len(frame)])
     in_multi = np.repeat(sizes > 1, sizes)
     if in_multi.all() and len(frame):  # the usual multi-rank run: no copy of the rows to split them
-        result = _combine_groups(frame)
+        result = _combine_groups(frame, list_matrices)
     else:
         result = frame[~in_multi].drop(columns="rank").assign(n_ranks=1)
         if in_multi.any():
@@ -495,18 +501,22 @@ def _sorted_by_step_rank(step: np.ndarray, rank: np.ndarray) -> bool:
 class _Groups:
     """Row groups of a frame sorted by (step, rank), every group holding two or more rows."""
 
-    def __init__(self, frame: pd.DataFrame):
+    def __init__(self, frame: pd.DataFrame, list_matrices: dict | None = None):
         step = frame["step"].to_numpy()
         self.starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]])
         self.sizes = np.diff(np.r_[self.starts, len(frame)])
         self.n_rows = len(frame)
         self._list_sums: dict = {}
         self._columns: dict[str, np.ndarray] = {}
+        self._list_matrices = list_matrices or {}
+        self._matrix_of: dict[int, object] = {}  # id of a column's values -> its list matrix
 
     def column(self, frame: pd.DataFrame, name: str) -> np.ndarray:
         """``frame[name]`` as one numpy array, the same object every time it is asked for."""
         if name not in self._columns:
             self._columns[name] = frame[name].to_numpy()
+            if name in self._list_matrices:
+                self._matrix_of[id(self._columns[name])] = self._list_matrices[name]
         return self._columns[name]
 
     # Each reduction skips masking the values when every row is valid (the usual case): one pass
@@ -541,6 +551,11 @@ class _Groups:
         return self._list_sums[key][1]
 
     def _list_sum(self, values: np.ndarray, valid: np.ndarray) -> list:
+        source = self._matrix_of.get(id(values))
+        if source is not None and valid.all():
+            matrix = source.matrix()
+            if matrix is not None and len(matrix) == len(values):
+                return np.add.reduceat(matrix, self.starts, axis=0).tolist()
         out: list = [None] * len(self.starts)
         rows = np.flatnonzero(valid)
         if not len(rows):
@@ -573,9 +588,9 @@ def _is_list(value) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
 
 
-def _combine_groups(frame: pd.DataFrame) -> pd.DataFrame:
+def _combine_groups(frame: pd.DataFrame, list_matrices: dict | None = None) -> pd.DataFrame:
     """One row per step of ``frame`` (sorted by step and rank, two or more rows per step)."""
-    groups = _Groups(frame)
+    groups = _Groups(frame, list_matrices)
     starts = groups.starts
     out: dict[str, object] = {}
     for column in frame.columns:
