@@ -5,7 +5,8 @@ background=False, debug=False, verbose=False)`` runs it (``entropymon dashboard`
 from ``entropymon.figures`` (pure builders shared with the HTML report); the run view's panels,
 their ids and callback outputs are declared once in ``run_view``; ``tokens_view`` draws
 completions as Dash components. Imports run one way: this package imports entropymon, never the
-reverse (the CLI imports it only inside ``entropymon dashboard``). Never imports torch.
+reverse (``entropymon dashboard`` and the demo find it through its ``entropymon.frontends``
+entry point, see ``entropymon/plugins.py``). Never imports torch.
 """
 
 from entropymon_dashboard.app import DashboardServer, PortInUseError, check_port_free, create_app, serve

@@ -64,3 +64,42 @@ def test_console_script_reports_the_version():
     result = subprocess.run(["entropymon", "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert result.stdout.strip() == f"entropymon {__version__}"
+
+
+def test_entropymon_never_imports_the_dashboard_package():
+    """Imports run one way: dashboards/ -> entropymon. Every import statement of every module of
+    entropymon is read (lazy ones inside functions too); the dashboard is reached only through
+    its entry point."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "entropymon"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(package)}:{node.lineno} {n}" for n in names
+                          if n.split(".")[0] in {"entropymon_dashboard", "dashboards"}]
+    assert len(list(package.rglob("*.py"))) > 50  # the walk saw the package
+    assert offenders == []
+
+
+def test_the_dashboard_is_found_through_its_entry_point():
+    import entropymon_dashboard
+    from entropymon.plugins import load_frontend
+
+    frontend = load_frontend()
+    assert frontend is entropymon_dashboard
+    assert callable(frontend.serve) and callable(frontend.check_port_free)
+    assert issubclass(frontend.PortInUseError, Exception)
+
+
+def test_dashboard_command_without_a_registered_frontend_says_how_to_fix_it(monkeypatch, capsys, tmp_path):
+    import entropymon.plugins
+    from entropymon.cli.main import run_cli
+
+    monkeypatch.setattr(entropymon.plugins, "entry_points", lambda **_: [])
+    assert run_cli(["dashboard", "--logdir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "entropymon.frontends" in err[0] and "entropymon[dashboard]" in err[0]

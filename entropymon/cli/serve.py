@@ -1,11 +1,10 @@
 """``entropymon demo`` and ``entropymon dashboard``: the commands that start something and keep running.
 
 Why here: both import heavy things (torch and TRL for the demo, Dash for the dashboard) only
-inside the command, so the rest of the CLI stays light. That lazy import is also what keeps the
-two packages from importing each other: ``entropymon_dashboard`` (``dashboards/``) imports
-entropymon, and entropymon names the dashboard only inside ``dashboard`` (and ``run_demo``), never
-at module level. The default logdir of ``dashboard``
-and ``list`` is ``./runs`` when it exists, else the sample runs that ship with entropymon: the
+inside the command, so the rest of the CLI stays light. The dashboard is found through its entry
+point (``entropymon.plugins.load_frontend``), so the two packages never import each other:
+``entropymon_dashboard`` (``dashboards/``) imports entropymon, never the reverse. The default
+logdir of ``dashboard`` and ``list`` is ``./runs`` when it exists, else the sample runs that ship with entropymon: the
 package ``entropymon.sample_logs`` (inside the installed package from a wheel, the repository's
 ``sample_logs/`` in an editable install); ``entropymon list --samples`` prints where they are.
 """
@@ -70,22 +69,23 @@ def dashboard(
     that ship with entropymon. Requests are not logged unless --verbose.
     """
     from entropymon.errors import IntegrationError, RunNotFoundError
+    from entropymon.plugins import load_frontend
 
     folder = logdir if logdir is not None else default_logdir()
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise RunNotFoundError(f"--logdir: expected a folder of runs, {folder} {what}")
     try:
-        from entropymon_dashboard import PortInUseError, check_port_free, serve
+        frontend = load_frontend()
     except ImportError as error:
         raise IntegrationError(dashboard_extra_message(error)) from None
     try:
-        check_port_free(host, port)
+        frontend.check_port_free(host, port)
         output.stderr.print(f"serving {folder} at http://{host}:{port} (Ctrl+C stops)", markup=False)
-        serve(str(folder), host=host, port=port, verbose=verbose)
-    except PortInUseError as error:
-        raise PortInUseError(f"--port {port}: {host}:{port} is in use by another program (another "
-                             f"dashboard?); pass --port N to serve on another port") from error
+        frontend.serve(str(folder), host=host, port=port, verbose=verbose)
+    except frontend.PortInUseError as error:
+        raise frontend.PortInUseError(f"--port {port}: {host}:{port} is in use by another program "
+                                      "(another dashboard?); pass --port N to serve on another port") from error
 
 
 def demo(

@@ -38,7 +38,7 @@ def run_demo(steps: int = GrpoSettings.steps, logdir="runs", run: str | None = N
         steps: GRPO optimisation steps (128 completions each: 16 prompts x 8 generations).
         logdir, run: where the run goes (``run`` None: a fresh date-time-host name).
         seed: seeds the problem split, the warm start and GRPO; the same seed gives the same run.
-        dashboard: serve ``entropymon_dashboard`` on ``logdir`` at ``host:port`` while training.
+        dashboard: serve the dashboard (``entropymon.plugins``) on ``logdir`` at ``host:port`` while training.
         temperature: GRPO's sampling temperature (entropy is measured at it, as TRL does).
         eval_every: held-out greedy accuracy every this many steps (``eval_accuracy``).
         print_every: a progress line every this many steps.
@@ -113,8 +113,10 @@ def _summary_line(accuracy: HeldOutAccuracyCallback) -> str:
 
 def _start_dashboard(logdir: Path, host: str, port: int, write):
     """The background dashboard server, or None (with a one-line note) when it cannot start."""
+    from entropymon.plugins import load_frontend
+
     try:
-        from entropymon_dashboard import serve
+        serve = load_frontend().serve
     except ImportError:
         write("dashboard: not installed (pip install 'entropymon[dashboard]'); training without it")
         return None
