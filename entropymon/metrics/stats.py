@@ -250,8 +250,10 @@ class CovStats(_Stats):
             "cov_logp_adv": cov,
             "cov_logp_piadv": self.sum_xu / n - mean_x * self.sum_u / n,
             # sum over a subset of (x - mx)(y - my) = Sxy - my*Sx - mx*Sy + k*mx*my
-            "cov_sum_pos_adv": self.sum_xy_pos - mean_y * self.sum_x_pos - mean_x * self.sum_y_pos + self.n_pos * mean_x * mean_y,
-            "cov_sum_neg_adv": self.sum_xy_neg - mean_y * self.sum_x_neg - mean_x * self.sum_y_neg + self.n_neg * mean_x * mean_y,
+            "cov_sum_pos_adv": (self.sum_xy_pos - mean_y * self.sum_x_pos - mean_x * self.sum_y_pos
+                                + self.n_pos * mean_x * mean_y),
+            "cov_sum_neg_adv": (self.sum_xy_neg - mean_y * self.sum_x_neg - mean_x * self.sum_y_neg
+                                + self.n_neg * mean_x * mean_y),
         }
         total = cov * n  # sum of Cov_i over all valid tokens
         for name in COV_TOP_FRACTIONS:
@@ -296,8 +298,11 @@ class GroupStats(_Stats):
         summed = {f.name: getattr(self, f.name) + getattr(other, f.name)
                   for f in fields(self) if f.name not in ("length_min", "length_max", "pass_at", "distinct")}
         return GroupStats(
-            **summed, length_min=min(self.length_min, other.length_min), length_max=max(self.length_max, other.length_max),
-            pass_at=_add_sum_counts(self.pass_at, other.pass_at), distinct=_add_sum_counts(self.distinct, other.distinct),
+            **summed,
+            length_min=min(self.length_min, other.length_min),
+            length_max=max(self.length_max, other.length_max),
+            pass_at=_add_sum_counts(self.pass_at, other.pass_at),
+            distinct=_add_sum_counts(self.distinct, other.distinct),
         )
 
     def compute(self) -> dict[str, float]:
@@ -743,9 +748,14 @@ def _merge_ess(frame, part, groups):
         return {
             "n": groups.sum(n, live),
             "log_shift": top,
-            "sum_w": groups.sum(frame[prefix + "sum_w"].to_numpy().astype(np.float64, copy=False) * scale, live),
-            "sum_w2": groups.sum(frame[prefix + "sum_w2"].to_numpy().astype(np.float64, copy=False) * scale * scale, live),
+            "sum_w": groups.sum(_float64(frame[prefix + "sum_w"]) * scale, live),
+            "sum_w2": groups.sum(_float64(frame[prefix + "sum_w2"]) * scale * scale, live),
         }
+
+
+def _float64(column: pd.Series) -> np.ndarray:
+    """A frame column as float64 values (no copy when it already is)."""
+    return column.to_numpy().astype(np.float64, copy=False)
 
 
 def _put(out: dict, name: str, values, where: np.ndarray) -> None:
@@ -754,7 +764,8 @@ def _put(out: dict, name: str, values, where: np.ndarray) -> None:
         return
     current = out.get(name)
     if isinstance(values, list):
-        current = np.full(len(where), None, dtype=object) if current is None else np.asarray(current, dtype=object).copy()
+        current = (np.full(len(where), None, dtype=object) if current is None
+                   else np.asarray(current, dtype=object).copy())
         for i in np.flatnonzero(where):
             current[i] = values[i]
         out[name] = current
