@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("entropy", "writer", "scale", "analysis", "dashboard", "overhead", "dh_probe", "alerts")
+BENCHMARKS = ("entropy", "entropy_masked", "writer", "scale", "analysis", "dashboard", "overhead", "dh_probe", "alerts")
 
 
 def main() -> int:
