@@ -23,6 +23,7 @@ import dash
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from entropymon.errors import InputError
+from entropymon.log.shutdown import keep_signals_on_the_main_thread
 from entropymon_dashboard.callbacks import register_callbacks
 from entropymon_dashboard.catalog import RunCatalog
 from entropymon_dashboard.page import app_layout
@@ -134,7 +135,11 @@ def serve(logdir, host: str = "127.0.0.1", port: int = 8050, background: bool = 
         finally:
             server.server_close()
         return None
-    thread = threading.Thread(target=server.serve_forever, name="entropymon-dashboard", daemon=True)
+    def serve_in_background() -> None:
+        keep_signals_on_the_main_thread()  # Ctrl+C and SIGTERM stay the trainer's (the demo serves while training)
+        server.serve_forever()
+
+    thread = threading.Thread(target=serve_in_background, name="entropymon-dashboard", daemon=True)
     thread.start()
     handle = DashboardServer(app, host, server.server_port, server, thread)
     _wait_until_answering(handle.url, START_TIMEOUT_S)

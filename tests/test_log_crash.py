@@ -177,3 +177,39 @@ def test_a_forked_child_exiting_leaves_the_parents_log_open_and_working(tmp_path
     run = read_run(tmp_path / "forked")
     assert run.meta["status"] == "closed"
     assert_rows_match_child(run, {0, 1})
+
+
+def _blocked_signals(native_id: int) -> set[int]:
+    """The signals a thread blocks, from the kernel's own record (Linux /proc)."""
+    for line in Path(f"/proc/self/task/{native_id}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            mask = int(line.split()[1], 16)
+            return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+    raise AssertionError(f"no SigBlk line for thread {native_id}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread signal masks from Linux /proc")
+def test_background_threads_leave_sigterm_and_sigint_to_the_main_thread(tmp_path):
+    """A signal sent to the process goes to any thread not blocking it; a main thread asleep or in
+    a long C call would not run the SIGTERM flush until that call returned (seen once in CI: the
+    sigterm-chained child above hung for 30 s). Every entropymon thread must block both."""
+    from entropymon.log.cache import _pool
+    from entropymon.log.writer import RunLog
+
+    log = RunLog(tmp_path, "masks", flush_interval_s=0.05)
+    log.log_step(1, {"entropy_mean": 0.5})
+    assert log.flush(timeout=10)
+    assert len(read_run(tmp_path / "masks").steps) == 1
+    pool = _pool(2)  # the file cache's read threads, as a refresh of many new files starts them
+    list(pool.map(abs, range(8)))
+    try:
+        ours = [t for t in threading.enumerate() if t.name.startswith("entropymon")]
+        names = {t.name.split("[")[0].rstrip("_0123456789") for t in ours}
+        assert {"entropymon-writer", "entropymon-read"} <= names, names
+        for thread in ours:
+            blocked = _blocked_signals(thread.native_id)
+            assert {int(signal.SIGTERM), int(signal.SIGINT)} <= blocked, (thread.name, sorted(blocked))
+        main = _blocked_signals(threading.main_thread().native_id)
+        assert int(signal.SIGTERM) not in main and int(signal.SIGINT) not in main
+    finally:
+        log.close()

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 
 from entropymon.display import SEVERITIES
 from entropymon.errors import InputError
+from entropymon.log.shutdown import keep_signals_on_the_main_thread
 
 logger = logging.getLogger("entropymon")
 WEBHOOK_ENV = "ENTROPYMON_ALERT_WEBHOOK"
@@ -182,6 +183,7 @@ class AlertWatcher:
             self.webhook.send({"text": line, "alert": alert.to_dict(), "run": self.run})
 
     def _run(self) -> None:
+        keep_signals_on_the_main_thread()
         while True:
             self._wake.wait()
             self._wake.clear()

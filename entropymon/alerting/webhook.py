@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 
 from entropymon.errors import InputError
+from entropymon.log.shutdown import keep_signals_on_the_main_thread
 
 logger = logging.getLogger("entropymon")
 _STOP = object()
@@ -67,6 +68,7 @@ class WebhookSender:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        keep_signals_on_the_main_thread()
         while True:
             payload = self._queue.get()
             if payload is _STOP:

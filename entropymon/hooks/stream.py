@@ -24,6 +24,7 @@ from entropymon.hooks.observation import Observation
 from entropymon.hooks.probe import ProbeObservation, probe_row
 from entropymon.hooks.settings import MonitorSettings
 from entropymon.hooks.step_report import step_report
+from entropymon.log.shutdown import keep_signals_on_the_main_thread
 
 
 class StepStream:
@@ -172,6 +173,7 @@ class StreamWorker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        keep_signals_on_the_main_thread()
         while True:
             method, args = self._queue.get()
             if method is _STOP:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from entropymon.log.layout import warn_once
 from entropymon.log.schema import FIRST_ROW_KEY, RANK_COLUMN, STEP_COLUMN
+from entropymon.log.shutdown import keep_signals_on_the_main_thread
 
 DEFAULT_MAX_BYTES = 1 << 30
 PRELOAD_THREADS = 4
@@ -225,7 +226,8 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     key = (os.getpid(), workers)
     with _POOLS_LOCK:
         if key not in _POOLS:
-            _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="entropymon-read")
+            _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="entropymon-read",
+                                             initializer=keep_signals_on_the_main_thread)
         return _POOLS[key]
 
 

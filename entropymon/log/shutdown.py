@@ -32,6 +32,26 @@ _sigterm_installed = False
 _previous_sigterm = signal.SIG_DFL
 
 
+BACKGROUND_BLOCKED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def keep_signals_on_the_main_thread() -> None:
+    """Block SIGTERM and SIGINT in the calling thread; every entropymon background thread calls it first.
+
+    Why: the kernel hands a signal sent to the process to any thread that does not block it.
+    Python runs handlers on the main thread only, and a main thread blocked in a sleep or a long
+    C call learns of a signal another thread caught only when that call returns, so the SIGTERM
+    flush (and the trainer's own handler, or Ctrl+C) could wait for minutes. Blocked here, the
+    signals go to the main thread, whose blocking call is interrupted at once. No-op where the
+    platform has no ``pthread_sigmask``.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, BACKGROUND_BLOCKED_SIGNALS)
+        except (OSError, ValueError):  # a platform without per-thread masks: nothing to do
+            pass
+
+
 def register(run_log) -> None:
     """Track ``run_log`` so exit and SIGTERM flush it; install the hooks on first use."""
     global _atexit_registered, _sigterm_installed, _previous_sigterm

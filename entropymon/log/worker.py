@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from entropymon.log import durable, merge, meta
+from entropymon.log import durable, merge, meta, shutdown
 from entropymon.log.rows import column_rows_to_table, step_rows_to_table
 from entropymon.log.schema import TABLES, ChunkName
 
@@ -103,6 +103,7 @@ class Worker:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
+        shutdown.keep_signals_on_the_main_thread()
         next_write = time.monotonic() + self.flush_interval_s
         next_beat = time.monotonic() + meta.HEARTBEAT_INTERVAL_S
         sleep_s = IDLE_SLEEP_MIN_S
