@@ -36,3 +36,14 @@ def TinyPolicy(vocab: int, length: int, groups: int, *, position_scale: float = 
 def annotation_text(fig) -> str:
     """Every annotation of a plotly figure (where an empty figure says why), joined."""
     return " ".join(a.text for a in fig.layout.annotations)
+
+
+def blocked_signals(native_id: int) -> set[int]:
+    """The signals a thread blocks, from the kernel's own record (Linux /proc)."""
+    from pathlib import Path
+
+    for line in Path(f"/proc/self/task/{native_id}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            mask = int(line.split()[1], 16)
+            return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+    raise AssertionError(f"no SigBlk line for thread {native_id}")

@@ -3,8 +3,10 @@ HTTP server on 127.0.0.1; a dead or stalled webhook never holds up the loop; the
 once per rule and again when the severity rises; the HF callback stops a Trainer on halt_on."""
 
 import json
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +115,26 @@ def test_a_dead_webhook_is_counted_and_training_goes_on(tmp_path):
     collapsing_loop(monitor)
     monitor.close()
     assert monitor.errors == 0 and monitor.alerts
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread signal masks from Linux /proc")
+def test_the_monitor_alert_and_webhook_threads_block_sigterm_and_sigint(tmp_path):
+    """Their job is the background; a signal must reach the training (main) thread (see
+    log/shutdown.keep_signals_on_the_main_thread)."""
+    from conftest import blocked_signals
+
+    dead = Endpoint()
+    url = dead.url
+    dead.close()
+    monitor = Monitor(tmp_path, run="masks", token_rows_every=0, alert_webhook=url)
+    try:
+        collapsing_loop(monitor)
+        ours = {t.name.split("[")[0]: t for t in threading.enumerate() if t.name.startswith("entropymon")}
+        assert {"entropymon-monitor", "entropymon-alerts", "entropymon-webhook", "entropymon-writer"} <= set(ours)
+        for name, thread in ours.items():
+            assert {int(signal.SIGTERM), int(signal.SIGINT)} <= blocked_signals(thread.native_id), name
+    finally:
+        monitor.close()
 
 
 def test_the_webhook_defaults_to_the_environment_variable(tmp_path, monkeypatch):

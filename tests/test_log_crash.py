@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import log_child  # tests/ is on sys.path under pytest's default import mode
+from conftest import blocked_signals
 from entropymon.log.reader import read_run
 from entropymon.log.schema import ChunkName
 
@@ -179,15 +180,6 @@ def test_a_forked_child_exiting_leaves_the_parents_log_open_and_working(tmp_path
     assert_rows_match_child(run, {0, 1})
 
 
-def _blocked_signals(native_id: int) -> set[int]:
-    """The signals a thread blocks, from the kernel's own record (Linux /proc)."""
-    for line in Path(f"/proc/self/task/{native_id}/status").read_text().splitlines():
-        if line.startswith("SigBlk:"):
-            mask = int(line.split()[1], 16)
-            return {n for n in range(1, 65) if mask >> (n - 1) & 1}
-    raise AssertionError(f"no SigBlk line for thread {native_id}")
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread signal masks from Linux /proc")
 def test_background_threads_leave_sigterm_and_sigint_to_the_main_thread(tmp_path):
     """A signal sent to the process goes to any thread not blocking it; a main thread asleep or in
@@ -207,9 +199,9 @@ def test_background_threads_leave_sigterm_and_sigint_to_the_main_thread(tmp_path
         names = {t.name.split("[")[0].rstrip("_0123456789") for t in ours}
         assert {"entropymon-writer", "entropymon-read"} <= names, names
         for thread in ours:
-            blocked = _blocked_signals(thread.native_id)
+            blocked = blocked_signals(thread.native_id)
             assert {int(signal.SIGTERM), int(signal.SIGINT)} <= blocked, (thread.name, sorted(blocked))
-        main = _blocked_signals(threading.main_thread().native_id)
+        main = blocked_signals(threading.main_thread().native_id)
         assert int(signal.SIGTERM) not in main and int(signal.SIGINT) not in main
     finally:
         log.close()
