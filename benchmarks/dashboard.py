@@ -80,15 +80,26 @@ def write_run(logdir: Path, steps: int, per_step: int, *, start: int = 0, seed: 
     with RunLog(logdir, run="big", queue_size=4 * steps + 16, chunk_rows=250_000, flush_interval_s=30) as log:
         for offset in range(steps):
             step = start + offset
-            log.log_step(step, step_metrics(step, rng, tau=tau))
-            rows = {k: v[offset * per_step:(offset + 1) * per_step] for k, v in samples.items()}
-            log.log_samples(step, rows)
-            if step % TOKEN_EVERY == 0:
-                log.log_tokens(step, step_tokens(step, rows, rng))
+            _log_step(log, step, step_metrics(step, rng, tau=tau), samples, offset, per_step, rng)
         path = log.path
-    if log.dropped_rows or log.errors:
-        raise RuntimeError(f"the writer dropped {log.dropped_rows} rows / had {log.errors} errors")
+    _check_nothing_lost(log, "the writer")
     return path
+
+
+def _log_step(log: RunLog, step: int, row: dict, samples: dict, index: int, per_step: int, rng) -> None:
+    """One step of a benchmark run: its step row, its ``index``-th block of sample rows, and token
+    rows every ``TOKEN_EVERY`` steps."""
+    log.log_step(step, row)
+    rows = {k: v[index * per_step:(index + 1) * per_step] for k, v in samples.items()}
+    log.log_samples(step, rows)
+    if step % TOKEN_EVERY == 0:
+        log.log_tokens(step, step_tokens(step, rows, rng))
+
+
+def _check_nothing_lost(log: RunLog, who: str) -> None:
+    """A benchmark of a run the writer lost rows of would time the wrong thing."""
+    if log.dropped_rows or log.errors:
+        raise RuntimeError(f"{who} dropped {log.dropped_rows} rows / had {log.errors} errors")
 
 
 def write_ranked_run(logdir: Path, ranks: int, steps: int, per_step: int, *, seed: int = 0) -> Path:
@@ -107,14 +118,9 @@ def write_ranked_run(logdir: Path, ranks: int, steps: int, per_step: int, *, see
                 n_tokens = row["stat/entropy_n_tokens"]
                 row["stat/entropy_sum_entropy"] = float(entropy[step] * n_tokens * rng.uniform(0.9, 1.1))
                 row["stat/groups_reward_sum"] = float(row["stat/groups_reward_n"] * success[step])
-                log.log_step(step, row)
-                rows = {k: v[step * per_step:(step + 1) * per_step] for k, v in samples.items()}
-                log.log_samples(step, rows)
-                if step % TOKEN_EVERY == 0:
-                    log.log_tokens(step, step_tokens(step, rows, rng))
+                _log_step(log, step, row, samples, step, per_step, rng)
             path = log.path
-        if log.dropped_rows or log.errors:
-            raise RuntimeError(f"rank {rank}: the writer dropped {log.dropped_rows} rows / had {log.errors} errors")
+        _check_nothing_lost(log, f"rank {rank}: the writer")
     return path
 
 
