@@ -269,10 +269,11 @@ def _entropy_row(rng: np.random.Generator) -> dict:
     return {**stats.compute(), **stats.to_columns(), "entropy_hist": stats.hist.tolist()}
 
 
-def test_step_metrics_summing_list_columns_as_matrices_equal_the_per_row_sums(tmp_path):
-    """Run.step_metrics sums the histogram columns from one matrix per column (resolve.ListMatrix);
-    the result equals combine_ranks on a copy of the steps (one array per row, the other path) and
-    numpy's own sum of the ranks' histograms, also where a rank missed a step."""
+def test_step_metrics_summing_arrow_list_columns_as_matrices_equal_the_per_row_sums(tmp_path):
+    """The reader holds list columns Arrow-backed and Run.step_metrics sums them as one matrix per
+    column; the result equals combine_ranks on the plain steps (one array per row, the other path)
+    and numpy's own sum of the ranks' histograms, also where a rank missed a step."""
+    from entropymon.metrics import list_columns
     from entropymon.metrics.stats import N_ENTROPY_BINS, combine_ranks
 
     rng = np.random.default_rng(3)
@@ -285,13 +286,15 @@ def test_step_metrics_summing_list_columns_as_matrices_equal_the_per_row_sums(tm
                 rows[step, rank] = _entropy_row(rng)
                 log.log_step(step, rows[step, rank])
     run = read_run(tmp_path / "r")
+    held = run._frame("steps")
+    assert {name for name in held.columns if list_columns.is_arrow_list(held[name])} == {
+        "entropy_hist", "stat/entropy_hist"}
     steps = run.steps
-    lists = run._views["steps"].list_matrices(steps)
-    assert set(lists) == {"entropy_hist", "stat/entropy_hist"}
-    np.testing.assert_array_equal(lists["entropy_hist"].matrix(), np.stack(steps["entropy_hist"].to_numpy()))
+    assert steps["entropy_hist"].dtype == object and isinstance(steps["entropy_hist"][0], np.ndarray)
+    np.testing.assert_array_equal(list_columns.matrix(held["entropy_hist"]), np.stack(steps["entropy_hist"].to_numpy()))
     combined = run.step_metrics
-    per_row = combine_ranks(steps.copy())
-    pd.testing.assert_frame_equal(combined, per_row)
+    pd.testing.assert_frame_equal(combined, combine_ranks(steps.copy()))
+    pd.testing.assert_frame_equal(combined, combine_ranks(held))
     for step in range(8):
         ranks = [r for r in range(3) if (step, r) in rows]
         expected = np.sum([rows[step, r]["entropy_hist"] for r in ranks], axis=0)
@@ -301,6 +304,7 @@ def test_step_metrics_summing_list_columns_as_matrices_equal_the_per_row_sums(tm
 
 
 def test_a_list_column_of_several_lengths_has_no_matrix_and_sums_per_row(tmp_path):
+    from entropymon.metrics import list_columns
     from entropymon.metrics.stats import combine_ranks
 
     for rank in range(2):
@@ -308,7 +312,50 @@ def test_a_list_column_of_several_lengths_has_no_matrix_and_sums_per_row(tmp_pat
             log.log_step(0, {"entropy_hist": [1, 2, 3 + rank]})
             log.log_step(1, {"entropy_hist": [1, 2 + rank]})  # lists of another length: no one matrix
     run = read_run(tmp_path / "r")
-    assert run._views["steps"].list_matrices(run.steps)["entropy_hist"].matrix() is None
+    assert list_columns.matrix(run._frame("steps")["entropy_hist"]) is None
     combined = run.step_metrics
     pd.testing.assert_frame_equal(combined, combine_ranks(run.steps.copy()))
     assert combined["entropy_hist"].tolist() == [[2, 4, 7], [2, 5]]
+
+
+def _assert_plain_frames_equal(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Equal frames, list columns compared row by row (arrays of the same dtype, or both null)."""
+    lists = [name for name in expected.columns if expected[name].dtype == object
+             and any(isinstance(v, np.ndarray) for v in expected[name])]
+    pd.testing.assert_frame_equal(actual.drop(columns=lists), expected.drop(columns=lists))
+    for name in lists:
+        assert actual[name].dtype == object, name
+        for got, want in zip(actual[name], expected[name]):
+            if want is None:
+                assert got is None, name
+            else:
+                assert isinstance(got, np.ndarray) and got.dtype == want.dtype, name
+                np.testing.assert_array_equal(got, want)
+
+
+def test_steps_with_arrow_held_lists_equal_an_eager_read_cold_after_refreshes_and_merges(tmp_path):
+    """run.steps converts the list columns the reader holds Arrow-backed only when asked: the frame
+    equals what pyarrow's default conversion gives (read_table), with null lists, across live refreshes that append rows, and after a merge rule."""
+    from entropymon.log.reader import read_table
+
+    logs = [RunLog(tmp_path, "r", rank=rank, flush_interval_s=3600) for rank in range(2)]
+    run = read_run(tmp_path / "r")
+    for step in range(6):
+        for rank, log in enumerate(logs):
+            row = {"entropy_mean": step + rank / 10}
+            if (step + rank) % 3:
+                row["entropy_hist"] = [step, rank, 1]  # some rows without the list: null there
+            log.log_step(step, row)
+            log.flush()
+        run.refresh()
+        _assert_plain_frames_equal(run.steps, read_table(tmp_path / "r", "steps"))
+    logs[0].log_step(5, {"eval_accuracy": 0.5})  # a second row of a step already read: merged
+    for log in logs:
+        log.close()
+    run.refresh()
+    _assert_plain_frames_equal(run.steps, read_table(tmp_path / "r", "steps"))
+    _assert_plain_frames_equal(read_run(tmp_path / "r").steps, read_table(tmp_path / "r", "steps"))
+    assert run.steps.set_index(["step", "rank"]).loc[(5, 0), "eval_accuracy"] == 0.5
+    assert [None if v is None else v.tolist() for v in run.steps["entropy_hist"][:4]] == [
+        None, [0, 1, 1], [1, 0, 1], [1, 1, 1]]
+    assert run.steps is run.steps  # converted once per version of the table

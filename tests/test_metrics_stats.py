@@ -340,3 +340,36 @@ def test_combine_ranks_gives_the_same_rows_whatever_order_the_rows_come_in():
     shuffled = multi.sample(frac=1.0, random_state=3)
     assert_frames_close(combine_ranks(shuffled), reference_combine_ranks(multi))
     assert_frames_close(combine_ranks(ordered.iloc[::-1]), reference_combine_ranks(ordered))
+
+
+def _arrow_lists(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its list columns Arrow-backed, as the reader holds them (nulls where a row has none)."""
+    import pyarrow as pa
+
+    out = frame.copy()
+    for column in frame.columns:
+        values = frame[column].tolist()
+        if any(isinstance(v, (list, np.ndarray)) for v in values):
+            lists = [list(map(int, v)) if isinstance(v, (list, np.ndarray)) else None for v in values]
+            out[column] = pd.arrays.ArrowExtensionArray(pa.chunked_array([pa.array(lists, type=pa.list_(pa.int64()))]))
+    return out
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 6), st.integers(1, 5))
+def test_combine_ranks_on_arrow_backed_lists_equals_the_plain_lists_and_the_per_step_merge(seed, n_steps, n_ranks):
+    """The reader's Arrow-backed list columns (summed as one matrix when they can be) give the same
+    rows as plain list columns (one array per row) and the per-step merge, in the plain form."""
+    from entropymon.metrics import list_columns
+
+    frame = _random_rank_rows(seed, n_steps, n_ranks)
+    arrow = _arrow_lists(frame)
+    assert any(list_columns.is_arrow_list(arrow[c]) for c in arrow.columns)
+    combined = combine_ranks(arrow)
+    assert not any(list_columns.is_arrow_list(combined[c]) for c in combined.columns)
+    assert_frames_close(combined, combine_ranks(frame))
+    assert_frames_close(combined, reference_combine_ranks(frame))
+    ordered = arrow.sort_values(["step", "rank"], kind="stable").reset_index(drop=True)
+    multi = ordered[ordered.groupby("step")["rank"].transform("size") > 1].reset_index(drop=True)
+    if len(multi):  # every step several ranks, rows in order: the matrix path
+        assert_frames_close(combine_ranks(multi), reference_combine_ranks(frame[frame["step"].isin(multi["step"])]))

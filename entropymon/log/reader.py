@@ -30,6 +30,7 @@ from entropymon.log.layout import scan_table
 from entropymon.log.resolve import resolve_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, RUN_META_FILE, STEP_COLUMN, TABLES
 from entropymon.log.view import TableView
+from entropymon.metrics.list_columns import plain_frame
 
 _LISTING_RETRIES = 5
 
@@ -47,6 +48,7 @@ class Run:
         self._frames: dict[str, pd.DataFrame] = {}
         self._views = {table: TableView(path / table, merge_step_rows=(table == "steps")) for table in TABLES}
         self._combined: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (the steps frame, its step_metrics)
+        self._plains: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}  # table -> (held frame, its plain form)
 
     @property
     def name(self) -> str:
@@ -54,20 +56,20 @@ class Run:
 
     @property
     def steps(self) -> pd.DataFrame:
-        return self._frame("steps")
+        return self._plain("steps")
 
     @property
     def samples(self) -> pd.DataFrame:
-        return self._frame("samples")
+        return self._plain("samples")
 
     @property
     def tokens(self) -> pd.DataFrame:
-        return self._frame("tokens")
+        return self._plain("tokens")
 
     @property
     def step_metrics(self) -> pd.DataFrame:
         """One row per step, ranks combined exactly (``metrics.stats.combine_ranks``)."""
-        steps = self.steps
+        steps = self._frame("steps")  # list columns Arrow-backed: combined without a numpy array per row
         if self._combined is not None and self._combined[0] is steps:
             return self._combined[1]
         from entropymon.metrics.stats import combine_ranks  # numpy-only module; imported on use
@@ -81,7 +83,7 @@ class Run:
             combined = pd.concat([kept, combine_ranks(steps[redo])], ignore_index=True)
             combined = combined.sort_values(STEP_COLUMN, kind="stable").reset_index(drop=True)
         else:
-            combined = combine_ranks(steps, list_matrices=view.list_matrices(steps))
+            combined = combine_ranks(steps)
         self._combined = (steps, combined)
         return combined
 
@@ -107,9 +109,19 @@ class Run:
         return self
 
     def _frame(self, table: str) -> pd.DataFrame:
+        """The table as the reader holds it: list columns Arrow-backed (``metrics.list_columns``)."""
         if table not in self._frames:
             self._frames[table] = self._views[table].read()
         return self._frames[table]
+
+    def _plain(self, table: str) -> pd.DataFrame:
+        """The table as users get it: list columns as one numpy array per row, made on first access
+        only (the dashboard never asks: it reads ``step_metrics``), once per version of the table."""
+        frame = self._frame(table)
+        held = self._plains.get(table)
+        if held is None or held[0] is not frame:
+            held = self._plains[table] = (frame, plain_frame(frame))
+        return held[1]
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"

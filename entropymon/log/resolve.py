@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN
+from entropymon.metrics import list_columns
 
 SEGMENT_COLUMN = "__segment"  # provenance of each row while resolving; never returned
 _KEYS = [RANK_COLUMN, STEP_COLUMN]
@@ -67,49 +67,26 @@ def resolve(pieces: list[pa.Table], *, merge_step_rows: bool) -> pa.Table | pd.D
     return _resolve(pieces, merge_step_rows, to_pandas=False)[0]
 
 
-def resolve_frame(pieces: list[pa.Table], *, merge_step_rows: bool) -> tuple[pd.DataFrame | None, bool]:
+def resolve_frame(pieces: list[pa.Table], *, merge_step_rows: bool,
+                  arrow_lists: bool = False) -> tuple[pd.DataFrame | None, bool]:
     """``resolve`` for readers: (the rows as a DataFrame, None without pieces; whether column types
     clashed across chunks). Rows are put in order after the conversion to pandas, where a wide
     table's float columns form one 2-D block and reordering them is one NumPy take instead of an
-    Arrow take per column (half the time on the steps table of 64 ranks in benchmarks/dashboard.py)."""
-    frame, clash, _ = resolve_frame_lists(pieces, merge_step_rows=merge_step_rows)
-    return frame, clash
+    Arrow take per column (half the time on the steps table of 64 ranks in benchmarks/dashboard.py).
+
+    ``arrow_lists``: list columns stay Arrow-backed (``metrics.list_columns``) instead of one numpy
+    array per row; the reader's tables keep them so and hand users the plain form."""
+    data, clash = _resolve(pieces, merge_step_rows, to_pandas=True, arrow_lists=arrow_lists)
+    if isinstance(data, pa.Table):
+        data = _to_pandas(data, arrow_lists)
+    return data, clash
 
 
-def resolve_frame_lists(pieces: list[pa.Table], *, merge_step_rows: bool):
-    """``resolve_frame`` plus {list column: ``ListMatrix``} for the frame's list columns (empty
-    where rows were merged or types clashed): the same values as the frame's per-row arrays, as
-    one matrix that ``combine_ranks`` sums without touching the rows one by one."""
-    lists: dict[str, ListMatrix] = {}
-    data, clash = _resolve(pieces, merge_step_rows, to_pandas=True, lists=lists)
-    return (data.to_pandas() if isinstance(data, pa.Table) else data), clash, lists
+def _to_pandas(data: pa.Table, arrow_lists: bool) -> pd.DataFrame:
+    return data.to_pandas(types_mapper=list_columns.arrow_lists) if arrow_lists else data.to_pandas()
 
 
-class ListMatrix:
-    """A list column of the resolved rows as a (rows, length) int64 matrix, built on first use:
-    None unless every row holds a list of the same length of integers, no value null. Why lazy:
-    only combining ranks wants it, and the copy costs what the column holds."""
-
-    def __init__(self, column: pa.ChunkedArray, order: np.ndarray | None):
-        self._column, self._order = column, order
-
-    def matrix(self) -> np.ndarray | None:
-        column, order = self._column, self._order
-        if (not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type))
-                or not pa.types.is_integer(column.type.value_type) or column.null_count or not len(column)):
-            return None
-        lengths = pc.list_value_length(column).to_numpy()
-        width = int(lengths[0])
-        if width == 0 or (lengths != width).any():
-            return None
-        flat = pc.list_flatten(column)
-        if flat.null_count:
-            return None
-        matrix = flat.to_numpy().astype(np.int64, copy=False).reshape(len(lengths), width)
-        return matrix if order is None else matrix[order]
-
-
-def _resolve(pieces: list[pa.Table], merge_step_rows: bool, to_pandas: bool, lists: dict | None = None):
+def _resolve(pieces: list[pa.Table], merge_step_rows: bool, to_pandas: bool, arrow_lists: bool = False):
     if not pieces:
         return None, False
     data = _concat(pieces)
@@ -125,11 +102,7 @@ def _resolve(pieces: list[pa.Table], merge_step_rows: bool, to_pandas: bool, lis
     data = data.drop_columns([SEGMENT_COLUMN]) if not clash else data.drop(columns=SEGMENT_COLUMN)
     merge = merge_step_rows and _keys_duplicated(data, order if reorder else None)
     if to_pandas and not clash and not merge:
-        frame = data.to_pandas()
-        if lists is not None:
-            for field in data.schema:
-                if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
-                    lists[field.name] = ListMatrix(data.column(field.name), order if reorder else None)
+        frame = _to_pandas(data, arrow_lists)
         return (frame.take(order).reset_index(drop=True) if reorder else frame), False
     if reorder:
         data = _select(data, order)

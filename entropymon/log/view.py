@@ -23,8 +23,9 @@ import pyarrow as pa
 
 from entropymon.log.cache import TABLE_CACHE, Vanished
 from entropymon.log.layout import scan_table
-from entropymon.log.resolve import resolve, resolve_frame_lists, tag_segment
+from entropymon.log.resolve import resolve, resolve_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN, ChunkName
+from entropymon.metrics.list_columns import arrow_lists
 
 _RETRIES = 5
 _RANK_BITS = 20  # key code = step << 20 | rank; larger keys always take the full read
@@ -64,7 +65,10 @@ def _add(covered: list[tuple[int, int]], interval: tuple[int, int]) -> list[tupl
 
 
 class TableView:
-    """One table folder of a run as a DataFrame; ``read()`` brings it up to date cheaply."""
+    """One table folder of a run as a DataFrame; ``read()`` brings it up to date cheaply.
+
+    List columns stay Arrow-backed in ``frame`` (``metrics.list_columns``): the reader combines
+    ranks from there and converts them for users only when asked (``Run.steps``)."""
 
     def __init__(self, folder: Path, merge_step_rows: bool):
         self.folder = folder
@@ -80,7 +84,6 @@ class TableView:
         # the frame was read in full), so results derived per step need only those steps redone
         self.previous: pd.DataFrame | None = None
         self.appended_steps: np.ndarray | None = None
-        self._lists: tuple[pd.DataFrame | None, dict] = (None, {})  # (frame of the last full read, its ListMatrix)
 
     def read(self) -> pd.DataFrame:
         for _ in range(_RETRIES):
@@ -150,7 +153,7 @@ class TableView:
                 files = scan_table(self.folder).active
         else:
             raise Vanished(str(self.folder))
-        frame, clash, lists = resolve_frame_lists(pieces, merge_step_rows=self.merge_step_rows)
+        frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows, arrow_lists=True)
         if frame is None:
             frame = pd.DataFrame({STEP_COLUMN: pd.Series(dtype="int64"), RANK_COLUMN: pd.Series(dtype="int32")})
         self._names, self._unplaced, self._covered, self._placements = set(), set(), {}, {}
@@ -167,13 +170,7 @@ class TableView:
         if not clash:  # a clash of column types keeps taking the full read
             self._row_codes = _codes(frame[STEP_COLUMN].to_numpy(), frame[RANK_COLUMN].to_numpy())
         self.frame = frame
-        self._lists = (frame, lists)
         return frame
-
-    def list_matrices(self, frame: pd.DataFrame) -> dict:
-        """{list column: ``resolve.ListMatrix``} when ``frame`` is what the last full read returned
-        (rows in the same order), else {} (after an append, or for any other frame)."""
-        return self._lists[1] if frame is self._lists[0] else {}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _still_on_disk(self, placed: dict[tuple[int, int], list[tuple[int, int]]]) -> bool:
@@ -207,7 +204,7 @@ class TableView:
         at = np.searchsorted(old, unique)
         if len(old) and np.any((at < len(old)) & (old[np.minimum(at, len(old) - 1)] == unique)):
             return False  # a (rank, step) the frame holds already: merging rules apply, read it all
-        added = new.to_pandas()
+        added = new.to_pandas(types_mapper=arrow_lists)
         self.previous, self.appended_steps = self.frame, np.unique(added[STEP_COLUMN].to_numpy())
         cut = int(np.searchsorted(old, codes.min(), side="right"))
         tail_codes = np.concatenate([old[cut:], codes])

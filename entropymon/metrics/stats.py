@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from entropymon.errors import InputError
+from entropymon.metrics import list_columns
 from entropymon.registry import describe_metric
 
 FORKING_THRESHOLD = 0.672  # nats; Wang et al. 2025's high-entropy "forking" token threshold
@@ -448,7 +449,7 @@ class DhStats(_Stats):
 STATS_CLASSES = (EntropyStats, CovStats, GroupStats, EssStats, KlModeStats, DhStats)
 
 
-def combine_ranks(steps: pd.DataFrame, *, list_matrices: dict | None = None) -> pd.DataFrame:
+def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
     """One row per step from rows of one or more ranks: ``step``, ``n_ranks`` and every column.
 
     A step logged by one rank is kept as it is (its quantiles are exact). For several ranks:
@@ -465,26 +466,26 @@ def combine_ranks(steps: pd.DataFrame, *, list_matrices: dict | None = None) -> 
     it gives the same numbers as merging the stats objects one step at a time (``_Stats.merge``
     and ``compute``), which the tests check to 1e-12.
 
-    ``list_matrices`` ({column: object whose ``matrix()`` gives the column as one (rows, length)
-    int64 matrix in the rows' order, or None}; the reader has them, ``resolve.ListMatrix``) lets the
-    list columns be summed as matrices instead of from one array per row (3 s of 5 at 64 ranks x
-    10k steps); used only when ``steps`` is already ordered by step and rank.
+    List columns may be plain (one array or list per row) or Arrow-backed (``pd.ArrowDtype`` of a
+    list, as the reader holds them: ``metrics.list_columns``); Arrow-backed ones of equal-length
+    integer lists are summed as one matrix instead of from one array per row (about a second of
+    two at 64 ranks x 10k steps). Either way the result holds them in the plain form: the merged
+    steps' sums as lists of ints, a single rank's as the array it logged.
     """
     if "step" not in steps.columns:
         raise InputError(f"steps: expected a 'step' column, got columns {list(steps.columns)[:8]}")
     frame = steps if "rank" in steps.columns else steps.assign(rank=0)
     if not _sorted_by_step_rank(frame["step"].to_numpy(), frame["rank"].to_numpy()):
         frame = frame.sort_values(["step", "rank"], kind="stable")
-        list_matrices = None  # its rows are in another order now
     frame = frame.reset_index(drop=True)  # a new index only: no column is copied
     step = frame["step"].to_numpy()
     starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]]) if len(step) else np.zeros(0, dtype=np.int64)
     sizes = np.diff(np.r_[starts, len(frame)])
     in_multi = np.repeat(sizes > 1, sizes)
     if in_multi.all() and len(frame):  # the usual multi-rank run: no copy of the rows to split them
-        result = _combine_groups(frame, list_matrices)
+        result = _combine_groups(frame)
     else:
-        result = frame[~in_multi].drop(columns="rank").assign(n_ranks=1)
+        result = list_columns.plain_frame(frame[~in_multi].drop(columns="rank").assign(n_ranks=1))
         if in_multi.any():
             combined = _combine_groups(frame[in_multi].reset_index(drop=True))
             result = pd.concat([result, combined], ignore_index=True)
@@ -506,22 +507,20 @@ def _sorted_by_step_rank(step: np.ndarray, rank: np.ndarray) -> bool:
 class _Groups:
     """Row groups of a frame sorted by (step, rank), every group holding two or more rows."""
 
-    def __init__(self, frame: pd.DataFrame, list_matrices: dict | None = None):
+    def __init__(self, frame: pd.DataFrame):
         step = frame["step"].to_numpy()
         self.starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]])
         self.sizes = np.diff(np.r_[self.starts, len(frame)])
         self.n_rows = len(frame)
         self._list_sums: dict = {}
-        self._columns: dict[str, np.ndarray] = {}
-        self._list_matrices = list_matrices or {}
-        self._matrix_of: dict[int, object] = {}  # id of a column's values -> its list matrix
+        self._columns: dict[str, object] = {}
 
-    def column(self, frame: pd.DataFrame, name: str) -> np.ndarray:
-        """``frame[name]`` as one numpy array, the same object every time it is asked for."""
+    def column(self, frame: pd.DataFrame, name: str):
+        """``frame[name]`` as one numpy array (an Arrow-backed list column as its ``_ArrowList``),
+        the same object every time it is asked for."""
         if name not in self._columns:
-            self._columns[name] = frame[name].to_numpy()
-            if name in self._list_matrices:
-                self._matrix_of[id(self._columns[name])] = self._list_matrices[name]
+            column = frame[name]
+            self._columns[name] = _ArrowList(column) if list_columns.is_arrow_list(column) else column.to_numpy()
         return self._columns[name]
 
     # Each reduction skips masking the values when every row is valid (the usual case): one pass
@@ -545,7 +544,7 @@ class _Groups:
         index = np.minimum.reduceat(np.where(valid, np.arange(self.n_rows), self.n_rows), self.starts)
         return np.where(index < self.n_rows, index, self.starts)
 
-    def list_sum(self, values: np.ndarray, valid: np.ndarray) -> list:
+    def list_sum(self, values, valid: np.ndarray) -> list:
         """Elementwise sums of each group's valid lists (lists of ints); None for a group with none.
 
         Remembered per (column, rows): stat/entropy_hist is summed by its registry rule and again
@@ -555,12 +554,12 @@ class _Groups:
             self._list_sums[key] = (values, self._list_sum(values, valid))  # values kept: its id stays unique
         return self._list_sums[key][1]
 
-    def _list_sum(self, values: np.ndarray, valid: np.ndarray) -> list:
-        source = self._matrix_of.get(id(values))
-        if source is not None and valid.all():
-            matrix = source.matrix()
-            if matrix is not None and len(matrix) == len(values):
+    def _list_sum(self, values, valid: np.ndarray) -> list:
+        if isinstance(values, _ArrowList):  # one matrix when every row is summed
+            matrix = values.matrix() if valid.all() else None
+            if matrix is not None:
                 return np.add.reduceat(matrix, self.starts, axis=0).tolist()
+            values = values.plain()
         out: list = [None] * len(self.starts)
         rows = np.flatnonzero(valid)
         if not len(rows):
@@ -581,6 +580,38 @@ class _Groups:
         return out
 
 
+class _ArrowList:
+    """An Arrow-backed list column of the rows being combined: its validity, one matrix of it and
+    its plain form (one array per row), each made only when a path asks."""
+
+    def __init__(self, column: pd.Series):
+        self._column = column
+        self._matrix: tuple[np.ndarray | None] | None = None
+        self._plain: np.ndarray | None = None
+
+    def valid(self) -> np.ndarray:
+        return ~self._column.isna().to_numpy()
+
+    def matrix(self) -> np.ndarray | None:
+        if self._matrix is None:
+            self._matrix = (list_columns.matrix(self._column),)
+        return self._matrix[0]
+
+    def plain(self) -> np.ndarray:
+        if self._plain is None:
+            self._plain = list_columns.plain_values(self._column)
+        return self._plain
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The plain form of ``rows`` only."""
+        return list_columns.plain_values(self._column.iloc[rows])
+
+
+def _valid_column(column: pd.Series) -> np.ndarray:
+    """Which rows of a frame column hold a value (an Arrow-backed list column without converting it)."""
+    return ~column.isna().to_numpy() if list_columns.is_arrow_list(column) else _valid(column.to_numpy())
+
+
 def _valid(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
         return ~np.isnan(values)
@@ -593,14 +624,15 @@ def _is_list(value) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
 
 
-def _combine_groups(frame: pd.DataFrame, list_matrices: dict | None = None) -> pd.DataFrame:
+def _combine_groups(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per step of ``frame`` (sorted by step and rank, two or more rows per step)."""
-    groups = _Groups(frame, list_matrices)
+    groups = _Groups(frame)
     starts = groups.starts
     out: dict[str, object] = {}
     for column in frame.columns:
         if column != "rank":
-            out[column] = frame[column].to_numpy()[starts]
+            values = groups.column(frame, column)
+            out[column] = values.take(starts) if isinstance(values, _ArrowList) else values[starts]
     out["n_ranks"] = groups.sizes
     for column in frame.columns:
         if column in ("step", "rank"):
@@ -613,7 +645,14 @@ def _combine_groups(frame: pd.DataFrame, list_matrices: dict | None = None) -> p
     return pd.DataFrame(out)
 
 
-def _merge_column(values: np.ndarray, rule: str, groups: _Groups, lowest):
+def _merge_column(values, rule: str, groups: _Groups, lowest):
+    if isinstance(values, _ArrowList):
+        if rule == "sum" and values.matrix() is not None:  # every row a list of one length: no nulls
+            merged = np.empty(len(groups.starts), dtype=object)
+            for i, total in enumerate(groups.list_sum(values, np.ones(groups.n_rows, dtype=bool))):
+                merged[i] = total
+            return merged
+        values = values.plain()
     valid = _valid(values)
     if rule == "first":
         return values[groups.first_valid(valid)]
@@ -661,7 +700,7 @@ def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
     count_key = prefix + fields(cls)[0].name
     if count_key not in frame.columns:
         return
-    part = _valid(frame[count_key].to_numpy())
+    part = _valid_column(frame[count_key])
     has = groups.count(part) > 0
     if not has.any():
         return
@@ -673,12 +712,14 @@ def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
         if isinstance(default, dict):
             pairs[f.name] = _merge_sum_counts(frame, f"{prefix}{f.name}_", part, groups)
             continue
-        if key not in frame.columns or (part & ~_valid(frame[key].to_numpy())).any():
+        if key not in frame.columns or (part & ~_valid_column(frame[key])).any():
             raise InputError(f"row: expected column {key!r} next to {count_key!r}, got it missing or null")
         values = groups.column(frame, key)
         if isinstance(default, np.ndarray):
             merged[f.name] = groups.list_sum(values, part)
             continue
+        if isinstance(values, _ArrowList):  # a list column where the family has a number
+            values = values.plain()
         values = values.astype(np.float64, copy=False)
         if cls is EssStats:
             continue  # merged below, with its shift
