@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from entropymon.analysis.alert_rules import zero_variance_table
+from entropymon.analysis.alert_rules import entropy_trend, zero_variance_table
 from entropymon.analysis.alerts import LIVE_RULES, RULES, diagnose, health
 from entropymon.errors import InputError
 
@@ -128,9 +129,100 @@ def test_plateau_fires_when_performance_stops_improving_while_entropy_is_spent()
     # smoothed accuracy reaches 0.7 at step 43 (trailing mean of 5); no new best by 0.02 for 10 points after
     # the best before the window: the first window with no gain starts right after the curve flattens
     assert 40 <= alert.step <= 55 and alert.evidence["entropy_end"] < 0.9 * alert.evidence["entropy_start"]
+    # a noiseless exponential over the 10 steps of the window: the fitted fall is 1 - exp(-9/80)
+    assert alert.evidence["entropy_fall"] == pytest.approx(1 - np.exp(-9 / 80), rel=0.02)
     steady = frame.assign(entropy_mean=0.5)  # flat performance but no entropy spent: not this rule
     assert diagnose(steady, rules=["plateau"]) == []
     assert diagnose(healthy_run(), rules=["plateau"]) == []
+
+
+def demo_like_run(entropy, seed=0):
+    """The demo's shape: entropy at every step 0-300, held-out accuracy every 10 steps, rising to 0.8 by
+    step 100 and flat from there (what the demo's tiny model can learn)."""
+    t = np.arange(301, dtype=float)
+    accuracy = np.where(t % 10 == 0, np.minimum(0.5 + 0.003 * t, 0.8), np.nan)
+    return pd.DataFrame({"step": t, "entropy_mean": entropy(t, np.random.default_rng(seed)), "eval_accuracy": accuracy})
+
+
+def oscillating_entropy(t, rng):
+    """+-12% around a constant 0.5 nats (adaptive entropy control overshooting its target), ending in a dip:
+    the last 8 steps 12% low."""
+    h = 0.5 * (1 + 0.12 * np.sin(2 * np.pi * t / 7.3)) + rng.normal(0, 0.01, t.size)
+    h[-8:] *= 0.88
+    return h
+
+
+def falling_entropy(t, rng):
+    """A steady fall of 0.0008 nats per step from step 100 under the same +-12% noise."""
+    level = 0.5 - 0.0008 * np.maximum(t - 100, 0)
+    return level * (1 + rng.uniform(-0.12, 0.12, t.size))
+
+
+def test_plateau_fires_on_a_steady_fall_under_noise_and_reports_the_fitted_fall_and_its_interval():
+    frame = demo_like_run(falling_entropy)
+    alert = _by_rule(diagnose(frame, rules=["plateau"]))["plateau"]
+    lo, hi = alert.evidence["window_steps"]
+    assert hi == alert.step and hi - lo == 90 and 150 <= alert.step <= 300
+    inside = frame[(frame.step >= lo) & (frame.step <= hi)]
+    x, y = inside["step"].to_numpy(), inside["entropy_mean"].to_numpy()
+    # least squares by numpy's polyfit (its covariance: residual variance over n - 2), not scipy
+    (slope, intercept), cov = np.polyfit(x, y, 1, cov=True)
+    start = intercept + slope * lo
+    assert alert.evidence["entropy_points"] == 91
+    assert alert.evidence["entropy_slope"] == pytest.approx(slope)
+    assert alert.evidence["entropy_start"] == pytest.approx(start)
+    assert alert.evidence["entropy_fall"] == pytest.approx(-slope * 90 / start) and alert.evidence["entropy_fall"] > 0.1
+    # the interval: the standard error widened for the residuals' lag-1 autocorrelation (Santer et al. 2000)
+    e = y - (intercept + slope * x)
+    r = max(e[:-1] @ e[1:] / (e @ e), 0)
+    n_eff = 91 * (1 - r) / (1 + r)
+    half = stats.t.ppf(0.95, n_eff - 2) * np.sqrt(cov[0, 0] * 89 / (n_eff - 2))
+    assert alert.evidence["entropy_points_effective"] == pytest.approx(n_eff)
+    assert alert.evidence["entropy_slope_interval"] == pytest.approx([slope - half, slope + half])
+    assert alert.evidence["entropy_fall_interval"] == pytest.approx([-(slope + half) * 90 / start, -(slope - half) * 90 / start])
+    assert slope - half < -0.0008 < slope + half < 0  # the true slope is inside, 0 is not
+    assert f"falls {alert.evidence['entropy_fall']:.0%}" in alert.message and "90% interval" in alert.message
+
+
+def test_the_trend_interval_is_calibrated_on_autocorrelated_noise():
+    """On flat AR(1) noise (lag-1 correlation 0.6, like the demo's adaptive-control run) the 90% interval
+    says "falling" (its top below 0) about 5% of the time; treating the points as independent says it
+    far more often, which is what made a controller's slow swing read as a fall."""
+    rng = np.random.default_rng(1)
+    steps = np.arange(91.0)
+    widened = plain = 0
+    for _ in range(2000):
+        noise = np.empty(91)
+        noise[0] = rng.normal()
+        for k in range(1, 91):
+            noise[k] = 0.6 * noise[k - 1] + 0.8 * rng.normal()
+        trend = entropy_trend(steps, 0.5 + 0.03 * noise, 0.9)
+        widened += trend.slope_high < 0
+        fit = stats.linregress(steps, 0.5 + 0.03 * noise)
+        plain += fit.slope + stats.t.ppf(0.95, 89) * fit.stderr < 0
+    assert 0.02 < widened / 2000 < 0.09 and plain / 2000 > 0.15
+
+
+def test_plateau_stays_silent_on_noise_around_a_constant_level_even_when_the_window_ends_in_a_dip():
+    frame = demo_like_run(oscillating_entropy)
+    # the old rule's comparison: 5-point means of entropy at the window's start (step 210) and end (300)
+    h = frame.set_index("step")["entropy_mean"]
+    assert h.loc[206:210].mean() * 0.9 > h.loc[296:300].mean()  # it read a >10% fall and fired here
+    assert diagnose(frame, rules=["plateau"]) == []
+    for seed in range(20):  # pure noise, +-12%, with accuracy flat for 200 steps: never a plateau
+        noise = demo_like_run(lambda t, rng: 0.5 * (1 + rng.uniform(-0.12, 0.12, t.size)), seed)
+        assert diagnose(noise, rules=["plateau"]) == [], seed
+
+
+def test_plateau_needs_both_a_significant_and_a_large_fall():
+    gentle = demo_like_run(lambda t, rng: 0.5 - 0.0002 * t)  # noiseless, so significant, but about 4% per window
+    assert diagnose(gentle, rules=["plateau"]) == []
+    assert "plateau" in _by_rule(diagnose(gentle, rules=["plateau"], thresholds={"plateau": {"entropy_drop": 0.03}}))
+    # the same fall as falling_entropy under +-80% noise: large, but its 90% interval reaches 0 in every window
+    noisy = demo_like_run(lambda t, rng: (0.5 - 0.0008 * np.maximum(t - 100, 0)) * (1 + rng.uniform(-0.8, 0.8, t.size)))
+    assert diagnose(noisy, rules=["plateau"]) == []
+    loose = _by_rule(diagnose(noisy, rules=["plateau"], thresholds={"plateau": {"confidence": 0.5}}))["plateau"]
+    assert loose.evidence["entropy_fall"] > 0.1 and loose.evidence["entropy_slope_interval"][1] < 0
 
 
 def samples_for(steps, groups_per_step, group_size, outcome):
@@ -241,6 +333,7 @@ def triggering_runs():
     pass_k = healthy_run().assign(pass_at_8=lambda f: f["pass_at_1"] + 0.4 * np.exp(-f["step"] / 20))
     ess = healthy_run().assign(ess_frac=np.linspace(0.9, 0.1, 100))
     return {"entropy_collapse": collapse, "divergence": surge, "saturated": saturated, "plateau": plateau,
+            "plateau_noisy": demo_like_run(falling_entropy),
             "zero_variance_waste": zero, "pass_at_k_converging": pass_k, "ess_low": ess,
             "divergence_critical": diverging_run()}
 
@@ -248,7 +341,7 @@ def triggering_runs():
 @pytest.mark.parametrize("name", sorted(triggering_runs()))
 def test_no_rule_reads_past_the_step_a_live_user_could_first_see_it(name):
     frame = triggering_runs()[name]
-    rule = name.removesuffix("_critical")
+    rule = name.removesuffix("_critical").removesuffix("_noisy")
     full = _by_rule(diagnose(frame, rules=[rule], bounds=(0, 1)))[rule]
     assert full.first_visible_step >= full.step
     live = _by_rule(diagnose(_cut(frame, full.first_visible_step), rules=[rule], bounds=(0, 1)))[rule]

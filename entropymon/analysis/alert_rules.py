@@ -17,7 +17,8 @@ before the step it reports (trailing means, running maxima, baselines taken from
 - ``saturated``: performance pinned near the top of its range - groups are all-correct and give
   no gradient; further steps teach little.
 - ``plateau``: no new best performance for ``window`` points while entropy is still being
-  consumed - the trade the law describes has stopped paying.
+  consumed (a significant trend down across the whole window, judged against its noise, not two
+  short means that noise can separate) - the trade the law describes has stopped paying.
 - ``zero_variance_waste``: the share of rollouts in groups whose rewards all agree (no GRPO
   advantage, no gradient), measured exactly from the samples table when the run has one and split
   into all-correct (too easy) and all-wrong (too hard).
@@ -318,15 +319,71 @@ def saturated(ctx: RuleContext, p: dict) -> Alert | None:
     return None
 
 
-PLATEAU_SMOOTHING = 5  # points in the trailing mean the plateau rule compares
+PLATEAU_SMOOTHING = 5  # points in the trailing mean of performance the plateau rule compares
+PLATEAU_MIN_TREND_POINTS = 5  # entropy points a window needs before its trend is judged
+
+
+@dataclass(frozen=True)
+class EntropyTrend:
+    """A least-squares line through every entropy point of a window, its slope's confidence interval
+    allowing for autocorrelated noise, and the fall over the window it implies."""
+
+    n: int
+    n_effective: float  # independent points the autocorrelated residuals are worth
+    lag1: float  # lag-1 autocorrelation of the residuals (0 when negative)
+    slope: float  # nats per step
+    slope_low: float  # the slope's confidence interval (infinite when n_effective <= 2)
+    slope_high: float
+    start_level: float  # the fitted entropy at the window's first step
+    fall: float  # fitted fall over the window, as a share of start_level
+    fall_low: float  # the fall implied by slope_high and slope_low, from the same start level
+    fall_high: float
+
+
+def entropy_trend(steps: np.ndarray, values: np.ndarray, confidence: float) -> EntropyTrend | None:
+    """The trend of ``values`` over ``steps`` (None with too few points or a fitted start <= 0).
+
+    Why a fitted line over every point and not two short means: the step-to-step noise of entropy
+    (about +-12% under adaptive entropy control) moves a 5-point mean by as much as a real trend, so
+    a window that merely ends in a dip read as entropy spent; a line fitted on all ~90 points of a
+    window moves little with the last few, and its interval says whether the fall stands out of the
+    noise. Why the interval allows for autocorrelation: an entropy controller swings entropy slowly
+    (the demo's adaptive run: lag-1 autocorrelation 0.6), and 90 such points carry far less evidence
+    than 90 independent ones - the plain interval called a swing a significant fall. The standard
+    error is widened for the lag-1 autocorrelation r of the residuals, with n_eff = n (1 - r) / (1 + r)
+    points and n_eff - 2 degrees of freedom (Santer et al. 2000, J. Geophys. Res. 105, 7337)."""
+    if steps.size < PLATEAU_MIN_TREND_POINTS or np.ptp(steps) == 0:
+        return None
+    fit = stats.linregress(steps, values)
+    level = float(fit.intercept + fit.slope * steps[0])
+    if not level > 0:
+        return None
+    residuals = values - (fit.intercept + fit.slope * steps)
+    squares = float(residuals @ residuals)
+    lag1 = max(float(residuals[:-1] @ residuals[1:]) / squares, 0.0) if squares > 0 else 0.0
+    n = steps.size
+    n_eff = n * (1 - lag1) / (1 + lag1)
+    if n_eff > 2:
+        half = stats.t.ppf(0.5 + confidence / 2, n_eff - 2) * fit.stderr * np.sqrt((n - 2) / (n_eff - 2))
+    else:
+        half = np.inf  # too few independent points to judge a trend
+    low, high = fit.slope - half, fit.slope + half
+    width = float(steps[-1] - steps[0])
+    return EntropyTrend(int(n), float(n_eff), lag1, float(fit.slope), float(low), float(high), level,
+                        -fit.slope * width / level, -high * width / level, -low * width / level)
 
 
 def plateau(ctx: RuleContext, p: dict) -> Alert | None:
     """No new best (trailing mean over 5 points, by more than ``threshold`` of the range) for ``window``
-    points, while entropy fell by more than ``entropy_drop`` over them and performance stayed near
-    its best (a collapsed run is ``divergence``'s, not a plateau)."""
+    points, while entropy was still being consumed over them and performance stayed near its best
+    (a collapsed run is ``divergence``'s, not a plateau).
+
+    "Still being consumed" is a trend, judged against entropy's own noise (``entropy_trend``): the
+    line through every entropy point of the window's steps must fall by more than ``entropy_drop`` of
+    its fitted start, and the slope's ``confidence`` interval must lie wholly below 0 (0.9: a one-
+    sided 5% test). The window ends at the step the alert reports and reads nothing after it."""
     columns = performance_columns(ctx)
-    entropy = entropy_series(ctx, p["window"])
+    entropy = entropy_series(ctx, PLATEAU_MIN_TREND_POINTS)
     if not columns or entropy is None:
         return None
     s = series(ctx.frame, columns[0], PLATEAU_SMOOTHING)
@@ -341,20 +398,25 @@ def plateau(ctx: RuleContext, p: dict) -> Alert | None:
         if best_since >= best_before + p["threshold"] * span[i] or s.smoothed[i] < best_before - 0.25 * span[i]:
             continue
         lo, hi = s.steps[start], s.steps[i]
-        e_start = entropy.values[entropy.steps <= lo][-PLATEAU_SMOOTHING:]
-        e_end = entropy.values[entropy.steps <= hi][-PLATEAU_SMOOTHING:]
-        if e_start.size == 0 or e_end.size == 0:
+        inside = (entropy.steps >= lo) & (entropy.steps <= hi)
+        trend = entropy_trend(entropy.steps[inside], entropy.values[inside], p["confidence"])
+        if trend is None or not (trend.slope_high < 0 and trend.fall > p["entropy_drop"]):
             continue
-        e1, e2 = float(e_start.mean()), float(e_end.mean())
-        if e1 > 0 and e2 < (1 - p["entropy_drop"]) * e1:
-            message = (f"Plateau: {s.column} has not beaten its best {best_before:.3g} (mean of {PLATEAU_SMOOTHING} "
-                       f"points) by {p['threshold']:.0%} of its range in the {w} points of steps {lo:g}-{hi:g} (now "
-                       f"{s.smoothed[i]:.3g}), while entropy ({entropy.column}) fell {1 - e2 / e1:.0%} ({e1:.3g} -> "
-                       f"{e2:.3g} nats): entropy is being spent without a gain.")
-            evidence = {"column": s.column, "best": best_before, "best_in_window": best_since, "value": s.smoothed[i],
-                        "threshold": p["threshold"] * span[i], "entropy_column": entropy.column, "entropy_start": e1,
-                        "entropy_end": e2, "window_steps": [lo, hi]}
-            return _alert("plateau", "warning", hi, hi, message, evidence, "performance")
+        message = (f"Plateau: {s.column} has not beaten its best {best_before:.3g} (mean of {PLATEAU_SMOOTHING} "
+                   f"points) by {p['threshold']:.0%} of its range in the {w} points of steps {lo:g}-{hi:g} (now "
+                   f"{s.smoothed[i]:.3g}), while entropy ({entropy.column}) kept falling: a line through its "
+                   f"{trend.n} points there falls {trend.fall:.0%} of its fitted start {trend.start_level:.3g} nats "
+                   f"({p['confidence']:.0%} interval {trend.fall_low:.0%} to {trend.fall_high:.0%}; more than "
+                   f"{p['entropy_drop']:.0%} is the rule): entropy is being spent without a gain.")
+        evidence = {"column": s.column, "best": best_before, "best_in_window": best_since, "value": s.smoothed[i],
+                    "threshold": p["threshold"] * span[i], "entropy_column": entropy.column,
+                    "entropy_points": trend.n, "entropy_points_effective": trend.n_effective,
+                    "entropy_lag1_autocorrelation": trend.lag1, "entropy_start": trend.start_level,
+                    "entropy_end": trend.start_level * (1 - trend.fall), "entropy_slope": trend.slope,
+                    "entropy_slope_interval": [trend.slope_low, trend.slope_high],
+                    "entropy_fall": trend.fall, "entropy_fall_interval": [trend.fall_low, trend.fall_high],
+                    "confidence": p["confidence"], "entropy_drop": p["entropy_drop"], "window_steps": [lo, hi]}
+        return _alert("plateau", "warning", hi, hi, message, evidence, "performance")
     return None
 
 
@@ -486,9 +548,11 @@ RULE_LIST = [
     Rule("saturated", "Performance (trailing mean) at or above `threshold` of its known range", "warning",
          {"threshold": 0.9, "window": 5}, saturated, limits={"threshold": Limit.share()}),
     Rule("plateau", "No new best performance (5-point trailing mean, by `threshold` of its range) for `window` "
-         "points while entropy fell more than `entropy_drop`", "warning", {"threshold": 0.02, "window": 10, "entropy_drop": 0.1}, plateau,
+         "points while entropy kept falling over them: a line through every entropy point falls more than "
+         "`entropy_drop` of its fitted start and its slope's `confidence` interval (autocorrelation-aware) is below 0", "warning",
+         {"threshold": 0.02, "window": 10, "entropy_drop": 0.1, "confidence": 0.9}, plateau,
          limits={"threshold": Limit.share(low_open=False), "window": Limit.count(2),
-                 "entropy_drop": Limit.share(high_open=True)}),
+                 "entropy_drop": Limit.share(high_open=True), "confidence": Limit.share(high_open=True)}),
     Rule("zero_variance_waste", "Share of rollouts in zero-reward-variance groups (trailing mean) above `threshold`, "
          "split into all-correct and all-wrong", "warning", {"threshold": 0.5, "window": 5}, zero_variance_waste,
          limits={"threshold": Limit.share(low_open=False, high_open=True)}),
