@@ -225,6 +225,24 @@ def test_plateau_needs_both_a_significant_and_a_large_fall():
     assert loose.evidence["entropy_fall"] > 0.1 and loose.evidence["entropy_slope_interval"][1] < 0
 
 
+def test_plateau_needs_a_best_taken_over_at_least_a_window_before_it():
+    """The first 17 steps of the demo's adaptive-entropy sample run, as its live Monitor saw them before
+    held-out accuracy had 3 points: entropy's trend over steps 8-17 is a significant >10% fall, and the
+    training reward had not beaten a best of 0.359 - but that best is the mean of steps 1-5, and 7 steps
+    are no level the run has reached. No plateau (the rule said one at step 17 before)."""
+    frame = pd.DataFrame({
+        "step": np.arange(1.0, 18.0),
+        "entropy_mean": [0.616, 0.566, 0.513, 0.520, 0.523, 0.542, 0.546, 0.611, 0.563, 0.578, 0.547, 0.563,
+                         0.581, 0.564, 0.513, 0.543, 0.524],
+        "reward_mean": [0.344, 0.375, 0.312, 0.336, 0.297, 0.273, 0.250, 0.211, 0.258, 0.258, 0.344, 0.281,
+                        0.344, 0.320, 0.398, 0.375, 0.398],
+    })
+    window = frame[frame.step >= 8]
+    trend = entropy_trend(window["step"].to_numpy(), window["entropy_mean"].to_numpy(), 0.9)
+    assert trend.fall > 0.1 and trend.slope_high < 0
+    assert diagnose(frame, rules=["plateau"]) == []
+
+
 def samples_for(steps, groups_per_step, group_size, outcome):
     """A samples table: ``outcome(step, group) -> rewards of the group`` (0/1)."""
     rows = []

@@ -376,7 +376,8 @@ def entropy_trend(steps: np.ndarray, values: np.ndarray, confidence: float) -> E
 def plateau(ctx: RuleContext, p: dict) -> Alert | None:
     """No new best (trailing mean over 5 points, by more than ``threshold`` of the range) for ``window``
     points, while entropy was still being consumed over them and performance stayed near its best
-    (a collapsed run is ``divergence``'s, not a plateau).
+    (a collapsed run is ``divergence``'s, not a plateau); the best before the window is taken over
+    at least ``window`` points.
 
     "Still being consumed" is a trend, judged against entropy's own noise (``entropy_trend``): the
     line through every entropy point of the window's steps must fall by more than ``entropy_drop`` of
@@ -388,10 +389,14 @@ def plateau(ctx: RuleContext, p: dict) -> Alert | None:
         return None
     s = series(ctx.frame, columns[0], PLATEAU_SMOOTHING)
     w = p["window"]
-    if s.values.size < w + PLATEAU_SMOOTHING:
+    # the best the window fails to beat is taken over at least as many points as the window itself:
+    # in a run's first steps the best of a few noisy means is no level the run has reached (the
+    # demo's training reward: a best of 0.359 from steps 1-7 made a "plateau" at step 17)
+    first = max(w + PLATEAU_SMOOTHING - 1, 2 * w - 1)
+    if s.values.size <= first:
         return None
     span = running_span(s.values, metric_range(ctx, s))
-    for i in range(w + PLATEAU_SMOOTHING - 1, s.values.size):
+    for i in range(first, s.values.size):
         start = i - w + 1
         best_before = float(s.smoothed[:start].max())
         best_since = float(s.smoothed[start:i + 1].max())
