@@ -20,7 +20,7 @@ from dash.exceptions import PreventUpdate
 
 from entropymon_dashboard import panels
 from entropymon_dashboard.run_view import RUN_PANELS, SELECTED, Panel
-from entropymon_dashboard.runs_table import runs_rows, tooltips
+from entropymon_dashboard.runs_table import SUMMARY_WAIT_S, runs_rows, tooltips
 from entropymon_dashboard.store import RunStore
 
 
@@ -88,17 +88,24 @@ def register_callbacks(app, store: RunStore, run_panels=RUN_PANELS) -> None:
         Output("runs-table", "data"), Output("runs-table", "selected_rows"), Output("runs-table", "tooltip_data"),
         Output("data-version", "data"), Output("runs-message", "children"),
         Input("poll", "n_intervals"), State("selected-runs", "data"), State("data-version", "data"),
+        State("runs-table", "data"),
     )
-    def poll(_, selected, known):
+    def poll(_, selected, known, shown):
         versions = store.versions()
-        if versions == known and ctx.triggered_id == "poll":
+        unchanged = versions == known and ctx.triggered_id == "poll"
+        if unchanged and not any(row.get("pending") for row in shown or []):
             raise PreventUpdate  # nothing changed: an empty 204 answer
-        rows = runs_rows(store)
+        # a summary not there within SUMMARY_WAIT_S goes on in the background: its row says
+        # "computing" and a later poll (the rows shown had ``pending`` set) fills it in
+        rows = runs_rows(store, wait_s=SUMMARY_WAIT_S)
+        if unchanged and rows == shown:
+            raise PreventUpdate  # still computing
         if selected is None:  # first load: show the first run
             selected = [rows[0]["id"]] if rows else []
         chosen = [i for i, row in enumerate(rows) if row["id"] in set(selected)]
         message = "" if rows else "No runs found under this logdir (a run is a folder with a run.json)."
-        return rows, chosen, tooltips(rows), versions, message
+        # a row filled in changes no run: the version store stays as it is, and the views with it
+        return rows, chosen, tooltips(rows), no_update if unchanged else versions, message
 
     @app.callback(Output("selected-runs", "data"), Input("runs-table", "selected_rows"),
                   State("runs-table", "data"), State("selected-runs", "data"), prevent_initial_call=True)

@@ -7,14 +7,19 @@ per run version; a run that cannot be read or has no steps still gets a row sayi
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
+
+import numpy as np
+import pandas as pd
 
 from entropymon.analysis.summary import summarize
 from entropymon.display import BROKEN, trust_word
 from entropymon.display import run_status as status_word
 from entropymon.log.reader import read_table
+from entropymon.results import json_float
 from entropymon_dashboard.alerts_view import health_tooltip
-from entropymon_dashboard.store import RunState, RunStore
+from entropymon_dashboard.store import Pending, RunState, RunStore
 
 COLUMNS = (
     ("run", "run", "Run folder, relative to the logdir"),
@@ -32,6 +37,11 @@ COLUMNS = (
     ("alerts", "alerts", "Alerts that fired (entropymon check), info notes included"),
 )
 SUMMARY_BOOTSTRAP = 200
+# the poll waits this long for the summaries of the rows, then sends what it has: a row whose
+# summary is not there yet says so (``pending``) and the next poll fills it in
+SUMMARY_WAIT_S = 0.15
+PENDING = "computing"
+PENDING_REASON = "The summary (law fit, alerts) is being computed; the row fills in on the next poll."
 
 
 # the figures of a row: numbers in the data, written by display.number's rule in the browser (page.table_column)
@@ -87,21 +97,43 @@ def _summary(store: RunStore, state: RunState) -> dict:
     return summary.to_dict()
 
 
-def run_summary(store: RunStore, state: RunState) -> dict:
+def run_summary(store: RunStore, state: RunState, wait_s: float | None = None) -> dict:
     """``summarize_run`` of the run, once per run version (the Run view's alerts panel shares it,
-    the covariance panel its entropy dynamics)."""
-    return store.derived(state, "summary", lambda s: _summary(store, s))
+    the covariance panel its entropy dynamics). ``wait_s``: see ``RunStore.derived`` (raises
+    ``Pending`` when the summary is not there in time; it goes on in the background)."""
+    return store.derived(state, "summary", lambda s: _summary(store, s), wait_s=wait_s)
 
 
-def run_row(store: RunStore, run_id: str) -> dict:
-    """The table row of one run (plain JSON values; ``id`` is the run id)."""
+def _pending_summary(state: RunState) -> dict:
+    """The figures of a row that need no analysis, while its summary is computed in the background."""
+    frame = state.step_metrics
+    figures = {"steps": int(len(frame)), "last_step": json_float(frame["step"].iloc[-1]) if len(frame) else None,
+               "pending": True}
+    for column, key in (("entropy_mean", "entropy_end"), ("reward_mean", "reward_mean_end"),
+                        ("eval_accuracy", "eval_accuracy_end")):
+        if column in frame.columns:
+            values = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
+            finite = values[np.isfinite(values)]
+            figures[key] = json_float(finite[-1]) if finite.size else None
+    return figures
+
+
+def run_row(store: RunStore, run_id: str, wait_s: float | None = None) -> dict:
+    """The table row of one run (plain JSON values; ``id`` is the run id). ``wait_s``: how long to
+    wait for the run's summary; without it by then the row holds what needs no analysis (status,
+    steps, last values) with ``pending`` set, and the summary goes on in the background."""
     state = store.state(run_id)
-    summary = run_summary(store, state)
+    if state.message() is not None:  # unreadable or empty: its summary only says so, at no cost
+        wait_s = None
+    try:
+        summary = run_summary(store, state, wait_s)
+    except Pending:
+        summary = _pending_summary(state)
     trusted = summary.get("trustworthy")
     performance = summary.get("performance_column")
     reward = summary.get("performance_end") if performance == "reward_mean" else summary.get("reward_mean_end")
     accuracy = summary.get("performance_end") if performance == "eval_accuracy" else summary.get("eval_accuracy_end")
-    return {
+    row = {
         "id": run_id,
         "run": state.name,
         "status": run_status(state),
@@ -117,6 +149,10 @@ def run_row(store: RunStore, run_id: str) -> dict:
         "health_tooltip": health_tooltip(summary),
         "alerts": len(summary.get("alerts", [])),
     }
+    if summary.get("pending"):
+        row.update(trust=PENDING, trust_reason=PENDING_REASON, health=PENDING, health_tooltip=PENDING_REASON,
+                   alerts=None, pending=True)
+    return row
 
 
 def tooltips(rows: list[dict]) -> list[dict]:
@@ -125,5 +161,12 @@ def tooltips(rows: list[dict]) -> list[dict]:
              "trust": {"value": row.get("trust_reason", ""), "type": "text"}} for row in rows]
 
 
-def runs_rows(store: RunStore) -> list[dict]:
-    return [run_row(store, entry.run_id) for entry in store.catalog.entries()]
+def runs_rows(store: RunStore, wait_s: float | None = None) -> list[dict]:
+    """One row per run; ``wait_s`` is the time the rows may wait for summaries, all rows together
+    (None: every summary is computed before returning)."""
+    rows = []
+    deadline = None if wait_s is None else time.monotonic() + wait_s
+    for entry in store.catalog.entries():
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        rows.append(run_row(store, entry.run_id, left))
+    return rows

@@ -14,6 +14,8 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +23,28 @@ import pandas as pd
 
 from entropymon.log.reader import Run, read_run
 from entropymon.log.schema import RUN_META_FILE, TABLES
+from entropymon.log.shutdown import keep_signals_on_the_main_thread
 from entropymon_dashboard.catalog import RunCatalog, RunEntry
 
 MAX_DERIVED = 256
+
+
+class Pending(Exception):
+    """A derived result is being computed in the background (``RunStore.derived`` with ``wait_s``)."""
+
+
+_BACKGROUND: list[ThreadPoolExecutor] = []
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """One thread for the dashboard's background work: results come one after the other, on a
+    2-core machine two at once would only slow both (and the callbacks answering meanwhile)."""
+    with _BACKGROUND_LOCK:
+        if not _BACKGROUND:
+            _BACKGROUND.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="entropymon-dashboard-derived",
+                                                  initializer=keep_signals_on_the_main_thread))
+        return _BACKGROUND[0]
 
 
 def run_version(path: Path) -> str:
@@ -100,6 +121,7 @@ class RunStore:
         self.catalog = catalog
         self._states: dict[str, RunState] = {}
         self._derived: OrderedDict[tuple, object] = OrderedDict()
+        self._running: dict[tuple, Future] = {}  # derived results being computed in the background
         self._lock = threading.Lock()
 
     def versions(self) -> dict[str, str]:
@@ -119,14 +141,35 @@ class RunStore:
             self._states[run_id] = state
         return state
 
-    def derived(self, state: RunState, key, compute):
-        """``compute(state)`` cached per (run id, version, key); exceptions are not cached."""
+    def derived(self, state: RunState, key, compute, wait_s: float | None = None):
+        """``compute(state)`` cached per (run id, version, key); exceptions are not cached.
+
+        ``wait_s``: how long to wait for a result not cached yet (None: until it is there). When it
+        is not there in time, the computation goes on on the store's background thread and the call
+        raises ``Pending``; a later call (waiting or not) gets its result. Why: the runs table's
+        summary of a run of 10k steps costs seconds of analyses (bootstraps, alert rules), and the
+        page should show the table meanwhile and fill the row in on a later poll."""
         cache_key = (state.run_id, state.version, key)
         with self._lock:
             if cache_key in self._derived:
                 self._derived.move_to_end(cache_key)
                 return self._derived[cache_key]
-        value = compute(state)
+            running = self._running.get(cache_key)
+            if running is None and wait_s is not None:
+                running = self._running[cache_key] = _background().submit(self._compute, cache_key, compute, state)
+        if running is None:
+            return self._compute(cache_key, compute, state)
+        try:
+            return running.result(timeout=wait_s)
+        except FutureTimeout:
+            raise Pending(f"{key!r} of run {state.run_id} is being computed") from None
+
+    def _compute(self, cache_key: tuple, compute, state: RunState):
+        try:
+            value = compute(state)
+        finally:
+            with self._lock:
+                self._running.pop(cache_key, None)
         with self._lock:
             self._derived[cache_key] = value
             while len(self._derived) > MAX_DERIVED:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from entropymon.log.reader import list_runs, read_run
 from entropymon.log.writer import RunLog
 from entropymon_dashboard import create_app, panels, serve
 from entropymon_dashboard.catalog import RunCatalog
-from entropymon_dashboard.runs_table import runs_rows
+from entropymon_dashboard.runs_table import runs_rows, tooltips
 from entropymon_dashboard.store import RunStore, run_version
 from synthetic import write_synthetic_run
 
@@ -122,25 +123,81 @@ def test_version_changes_only_when_a_run_gets_new_files(tmp_path):
     assert second.step_metrics["step"].max() == 14
 
 
+POLL_OUTPUTS = [("runs-table", "data"), ("runs-table", "selected_rows"), ("runs-table", "tooltip_data"),
+                ("data-version", "data"), ("runs-message", "children")]
+
+
+def poll(client, n: int, selected, versions, shown):
+    return dash_post(client, POLL_OUTPUTS, [("poll", "n_intervals", n)],
+                     [("selected-runs", "data", selected), ("data-version", "data", versions),
+                      ("runs-table", "data", shown)])
+
+
+def poll_until_filled(client, rows, versions, timeout_s: float = 60.0) -> list[dict]:
+    """Poll as the browser does until no row's summary is pending; the rows then shown."""
+    deadline = time.monotonic() + timeout_s
+    n = 1
+    while any(row.get("pending") for row in rows):
+        assert time.monotonic() < deadline, "the summaries never filled in"
+        time.sleep(0.05)
+        status, body = poll(client, n, ["grpo-a"], versions, rows)
+        n += 1
+        if status == 200:
+            rows = body["response"]["runs-table"]["data"]
+            assert "data-version" not in body["response"]  # filling a row in changes no run
+    return rows
+
+
 def test_poll_answers_nothing_changed_without_sending_rows(logdir):
-    app = create_app(logdir)
-    client = app.server.test_client()
-    outputs = [("runs-table", "data"), ("runs-table", "selected_rows"), ("runs-table", "tooltip_data"),
-               ("data-version", "data"), ("runs-message", "children")]
-    status, body = dash_post(client, outputs, [("poll", "n_intervals", 0)],
-                             [("selected-runs", "data", None), ("data-version", "data", {})])
+    client = create_app(logdir).server.test_client()
+    status, body = poll(client, 0, None, {}, None)
     assert status == 200
     response = body["response"]
-    rows = response["runs-table"]["data"]
-    assert [r["id"] for r in rows] == ["grpo-a", "sweep/grpo-b"]
+    assert [r["id"] for r in response["runs-table"]["data"]] == ["grpo-a", "sweep/grpo-b"]
     assert response["runs-table"]["selected_rows"] == [0]  # first load shows the first run
-    tips = response["runs-table"]["tooltip_data"]  # the health badge explains itself on hover
-    assert len(tips) == len(rows) and all(t["health"]["value"].startswith(f"**{r['health']}**")
-                                          for t, r in zip(tips, rows))
     versions = response["data-version"]["data"]
-    status, body = dash_post(client, outputs, [("poll", "n_intervals", 1)],
-                             [("selected-runs", "data", ["grpo-a"]), ("data-version", "data", versions)])
+    rows = poll_until_filled(client, response["runs-table"]["data"], versions)
+    tips = tooltips(rows)  # the health badge explains itself on hover
+    assert all(t["health"]["value"].startswith(f"**{r['health']}**") for t, r in zip(tips, rows))
+    assert all(r["health"] in ("healthy", "warning", "critical") for r in rows)
+    status, body = poll(client, 99, ["grpo-a"], versions, rows)
     assert status == 204 and body is None
+
+
+def test_a_slow_summary_leaves_its_row_pending_and_a_later_poll_fills_it_in(logdir, monkeypatch):
+    """The poll waits SUMMARY_WAIT_S for a run's summary, then sends the row without it (status,
+    steps and last values, ``pending``); the summary goes on in the background once, the Run view's
+    alerts panel waits for that same computation, and a later poll sends the filled-in row."""
+    from entropymon_dashboard import runs_table
+
+    calls = []
+    real = runs_table.summarize
+
+    def slow(*args, **kwargs):
+        calls.append(1)
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs_table, "summarize", slow)
+    app = create_app(logdir)
+    client = app.server.test_client()
+    started = time.monotonic()
+    status, body = poll(client, 0, None, {}, None)
+    assert time.monotonic() - started < 1.0  # not waiting for the summaries
+    rows = body["response"]["runs-table"]["data"]
+    versions = body["response"]["data-version"]["data"]
+    first = rows[0]
+    assert first["pending"] and first["health"] == runs_table.PENDING and first["ceiling"] is None
+    frame = read_run(logdir / "grpo-a").step_metrics
+    assert first["steps"] == len(frame) and first["entropy"] == pytest.approx(frame["entropy_mean"].iloc[-1])
+    status, body = poll(client, 1, ["grpo-a"], versions, rows)
+    assert status == 204  # still computing, nothing new to send
+    (name, summary), = panels.run_alerts(app.run_store, ["grpo-a"])  # waits for the computation under way
+    assert name == "grpo-a" and summary["health"] in ("healthy", "warning", "critical") and len(calls) <= 2
+    filled = poll_until_filled(client, rows, versions)
+    assert not any(r.get("pending") for r in filled) and filled[0]["trust"] in ("yes", "no")
+    assert filled[0]["health"] in ("healthy", "warning", "critical")
+    assert len(calls) == 2  # once per run, in the background
 
 
 # ---- what the pages show ----

@@ -131,6 +131,9 @@ def test_the_health_badge_and_the_alerts_panel_say_what_is_wrong_and_what_to_try
     alerts = [a for a in diagnose(run) if a.severity != "info"]
     assert alerts, "the synthetic run's entropy collapse should raise a warning"
     page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"health\"]').length >= 2")
+    # a row whose summary is still computing says so, and a later poll fills it in
+    page.wait_for_function("() => [...document.querySelectorAll('#runs-table td[data-dash-column=\"health\"]')]"
+                           ".every(td => td.innerText.trim() !== 'computing')")
     badge = page.locator("#runs-table td[data-dash-column='health']").first
     assert badge.inner_text().strip() == summary["health"]
     badge.hover()
