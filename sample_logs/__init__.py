@@ -1,4 +1,5 @@
-"""The sample runs that ship with entropymon (two GRPO runs of the demo, at two temperatures).
+"""The sample runs that ship with entropymon (three GRPO runs of the demo: two that collapse, at two
+temperatures, and one with adaptive entropy control on which no warning fires).
 
 Why a package: installed from a wheel they live inside ``entropymon/sample_logs``; in a checkout
 (editable install) at the repository root. Importing this package finds them either way:

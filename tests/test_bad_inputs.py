@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests" / "data" / "real_curves"
 VERL_METRICS = REAL / "verl_gsm8k_ppo_qwen05b" / "all_metrics.csv"
 CONSOLE = shutil.which("entropymon")
+# the bundled sample runs: two that collapse and one made with a remedy, on which no warning fires
+SAMPLE_RUN_NAMES = ["grpo-adaptive-ent0.55", "grpo-temp1.0", "grpo-temp1.3"]
 
 
 # -- fixtures: real runs, some broken on purpose ------------------------------------------------
@@ -583,7 +585,7 @@ def test_sample_runs_are_found_by_import_and_by_list_in_the_editable_install(cap
     import entropymon.sample_logs as samples
 
     folder = samples.folder()
-    assert sorted(p.parent.name for p in folder.glob("*/run.json")) == ["grpo-temp1.0", "grpo-temp1.3"]
+    assert sorted(p.parent.name for p in folder.glob("*/run.json")) == SAMPLE_RUN_NAMES
     code, out, err = _cli(["list", "--samples", "--json"], capsys)
     assert code == 0, err
     assert {Path(row["path"]).parent for row in json.loads(out)} == {folder}
@@ -606,7 +608,7 @@ def test_sample_runs_are_found_from_an_installed_wheel(tmp_path):
     wheel = next(wheel_dir.glob("entropymon-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "entropymon/sample_logs/__init__.py" in names
-    assert "entropymon/sample_logs/grpo-temp1.0/run.json" in names
+    assert all(f"entropymon/sample_logs/{name}/run.json" in names for name in SAMPLE_RUN_NAMES)
     zipfile.ZipFile(wheel).extractall(target)
     probe = textwrap.dedent(f"""
         import sys
@@ -621,5 +623,5 @@ def test_sample_runs_are_found_from_an_installed_wheel(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(result.stdout)
-    assert {row["run"] for row in rows} == {"grpo-temp1.0", "grpo-temp1.3"}
+    assert sorted(row["run"] for row in rows) == SAMPLE_RUN_NAMES
     assert all(row["path"].startswith(str(target / "entropymon" / "sample_logs")) for row in rows)

@@ -339,7 +339,7 @@ def test_the_app_starts_on_the_bundled_sample_logs():
     assert len(entropy.data) > 0
 
 
-@pytest.mark.parametrize("name", ["grpo-temp1.0", "grpo-temp1.3"])
+@pytest.mark.parametrize("name", ["grpo-adaptive-ent0.55", "grpo-temp1.0", "grpo-temp1.3"])
 def test_the_dashboard_gives_each_sample_run_the_alerts_entropymon_check_gives(name):
     """One voice: the Runs badge, the alerts panel and the plot markers read the same alerts as
     ``entropymon check --json`` on the bundled runs (the dashboard summarises with fewer bootstrap

@@ -214,9 +214,9 @@ def test_the_bundled_sample_runs_render_on_every_page(browser):
     handle = serve(SAMPLE_LOGS, port=0, background=True, poll_interval_s=5.0)
     context, page, errors = open_page(browser, handle.url)
     try:
-        page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"run\"]').length >= 2")
+        page.wait_for_function("() => document.querySelectorAll('#runs-table td[data-dash-column=\"run\"]').length >= 3")
         runs = sorted(r.strip() for r in page.locator("#runs-table td[data-dash-column='run']").all_inner_texts())
-        assert runs == ["grpo-temp1.0", "grpo-temp1.3"]
+        assert runs == ["grpo-adaptive-ent0.55", "grpo-temp1.0", "grpo-temp1.3"]
         page.screenshot(path=str(SCREENSHOTS / "sample_runs.png"), full_page=True)
 
         page.locator("#runs-table td input[type='checkbox']").nth(1).check()
