@@ -351,7 +351,9 @@ def entropy_trend(steps: np.ndarray, values: np.ndarray, confidence: float) -> E
     (the demo's adaptive run: lag-1 autocorrelation 0.6), and 90 such points carry far less evidence
     than 90 independent ones - the plain interval called a swing a significant fall. The standard
     error is widened for the lag-1 autocorrelation r of the residuals, with n_eff = n (1 - r) / (1 + r)
-    points and n_eff - 2 degrees of freedom (Santer et al. 2000, J. Geophys. Res. 105, 7337)."""
+    points and n_eff - 2 degrees of freedom (Santer et al. 2000, J. Geophys. Res. 105, 7337). A swing
+    as slow as the window itself (a period of 100-300 steps against the demo's 90-step window) still
+    fits as a fall: within the window it is one."""
     if steps.size < PLATEAU_MIN_TREND_POINTS or np.ptp(steps) == 0:
         return None
     fit = stats.linregress(steps, values)
