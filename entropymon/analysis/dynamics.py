@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from entropymon.analysis._bootstrap import blocks as bootstrap_blocks
 from entropymon.analysis._frame import column_values, finite_count, step_frame
 from entropymon.errors import AnalysisError
 from entropymon.registry import PREDICTOR_SIGN
@@ -191,11 +192,13 @@ def _bootstrap(x: np.ndarray, y: np.ndarray, n_bootstrap: int, rng) -> tuple[tup
     if n_bootstrap < 1 or x.size < MIN_PAIRS:
         return (math.nan, math.nan), (math.nan, math.nan)
     index = rng.integers(0, x.size, size=(n_bootstrap, x.size))  # (R, m)
-    xs, ys = x[index], y[index]
-    xc, yc = xs - xs.mean(1, keepdims=True), ys - ys.mean(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (xc * yc).sum(1) / np.sqrt((xc * xc).sum(1) * (yc * yc).sum(1))
-        slope = (xs * ys).sum(1) / (xs * xs).sum(1)
+    r, slope = np.empty(n_bootstrap), np.empty(n_bootstrap)
+    for rows in bootstrap_blocks(n_bootstrap, x.size):
+        xs, ys = x[index[rows]], y[index[rows]]
+        xc, yc = xs - xs.mean(1, keepdims=True), ys - ys.mean(1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r[rows] = (xc * yc).sum(1) / np.sqrt((xc * xc).sum(1) * (yc * yc).sum(1))
+            slope[rows] = (xs * ys).sum(1) / (xs * xs).sum(1)
     tail = 100 * (1 - CI) / 2
     return _percentiles(r, tail), _percentiles(slope, tail)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from entropymon.analysis._bootstrap import blocks as bootstrap_blocks
 from entropymon.analysis._frame import (
     choose_performance,
     column_values,
@@ -382,15 +383,18 @@ def _bootstrap_intervals(x, r, n_bootstrap, ci, seed):
         return nan_interval, nan_interval, nan_interval
     rng = np.random.default_rng(seed)
     index = rng.integers(0, x.size, size=(n_bootstrap, x.size))  # (B, n)
-    xs, rs = x[index], r[index]  # (B, n)
-    dx = xs - xs.mean(axis=1, keepdims=True)  # (B, n)
-    sxx = np.einsum("bn,bn->b", dx, dx)  # (B,)
-    sxr = np.einsum("bn,bn->b", dx, rs - rs.mean(axis=1, keepdims=True))  # (B,)
-    # A resample that repeats one entropy value has no slope: leave it out.
-    degenerate = sxx <= 1e-12 * float(((x - x.mean()) ** 2).sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = np.where(degenerate, np.nan, sxr / sxx)  # (B,)
-    intercept = rs.mean(axis=1) - slope * xs.mean(axis=1)  # (B,)
+    spread = 1e-12 * float(((x - x.mean()) ** 2).sum())
+    slope, intercept = np.empty(n_bootstrap), np.empty(n_bootstrap)
+    for rows in bootstrap_blocks(n_bootstrap, x.size):
+        xs, rs = x[index[rows]], r[index[rows]]  # (b, n)
+        x_mean = xs.mean(axis=1, keepdims=True)
+        dx = xs - x_mean  # (b, n)
+        sxx = np.einsum("bn,bn->b", dx, dx)  # (b,)
+        sxr = np.einsum("bn,bn->b", dx, rs - rs.mean(axis=1, keepdims=True))  # (b,)
+        # A resample that repeats one entropy value has no slope: leave it out.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope[rows] = np.where(sxx <= spread, np.nan, sxr / sxx)
+        intercept[rows] = rs.mean(axis=1) - slope[rows] * x_mean[:, 0]
     if np.isnan(slope).all():
         return nan_interval, nan_interval, nan_interval
     tail = (1.0 - ci) / 2.0
