@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.forecast import forecast_ceiling
 from entropymon.analysis.prediction import ceiling_curve, early_prediction
 from entropymon.display import held_out_sentence, verdict_sentence
@@ -32,6 +31,7 @@ from entropymon.figures.style import empty_figure
 from entropymon.log.reader import read_table
 from entropymon.registry import ENTROPY_COLUMNS, ENTROPY_ESTIMATES, PERFORMANCE_COLUMNS, pass_at_k_columns
 from entropymon_dashboard import alerts_view
+from entropymon_dashboard.runs_table import run_dynamics, run_summary
 from entropymon_dashboard.store import RunState, RunStore
 from entropymon_dashboard.tokens_view import (
     completions_view,
@@ -111,8 +111,6 @@ def curve_figures(store: RunStore, run_ids, entropy_column: str = "entropy_mean"
 
 def run_alerts(store: RunStore, run_ids) -> list[tuple[str, dict]]:
     """(run name, summary) of each readable run: the summary of the Runs table, alerts included."""
-    from entropymon_dashboard.runs_table import run_summary
-
     return [(s.name, run_summary(store, s)) for s in _states(store, run_ids) if s.message() is None]
 
 
@@ -162,7 +160,7 @@ def covariance_figures(store: RunStore, run_id, smoothing: float = 0.0):
     if state is None:
         return tuple(empty_figure(message, t) for t in titles)
     frame = state.step_metrics
-    dynamics = store.derived(state, "dynamics", lambda s: _or_none(entropy_dynamics, frame))
+    dynamics = run_dynamics(store, state)
     return (fig_covariance.covariance_forms_figure(frame, smoothing=smoothing, uirevision=f"cov|{run_id}"),
             fig_covariance.dh_figure(dynamics, uirevision=f"dh|{run_id}"),
             fig_covariance.advantage_split_figure(frame, smoothing=smoothing, uirevision=f"split|{run_id}"),
@@ -175,7 +173,7 @@ def dynamics_explanation(store: RunStore, run_id) -> str:
     state, message = _single(store, run_id)
     if state is None:
         return message
-    dynamics = store.derived(state, "dynamics", lambda s: _or_none(entropy_dynamics, state.step_metrics))
+    dynamics = run_dynamics(store, state)
     return dynamics.explanation if dynamics is not None else "Not enough steps with entropy and covariance to say."
 
 

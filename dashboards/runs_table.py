@@ -13,9 +13,11 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from entropymon.analysis.dynamics import entropy_dynamics
 from entropymon.analysis.summary import summarize
 from entropymon.display import BROKEN, trust_word
 from entropymon.display import run_status as status_word
+from entropymon.errors import EntropymonError
 from entropymon.log.reader import read_table
 from entropymon.results import json_float
 from entropymon_dashboard.alerts_view import health_tooltip
@@ -87,14 +89,23 @@ def _summary(store: RunStore, state: RunState) -> dict:
     if state.message() is not None:
         return {"steps": 0, "reason": state.message()}
     try:
-        summary = summarize(_RunFrames(state), n_bootstrap=SUMMARY_BOOTSTRAP)
+        summary = summarize(_RunFrames(state), n_bootstrap=SUMMARY_BOOTSTRAP, dynamics=run_dynamics(store, state))
     except Exception as error:  # noqa: BLE001 - the table must still list the run
         return {"steps": int(len(frame)), "reason": f"summary failed: {error}"}
-    if summary.dynamics is not None:
-        # the covariance panel's entropy_dynamics of the same steps (its bootstraps were half of
-        # the summary's time on 10k steps): computed once per version, not once per caller
-        store.derived(state, "dynamics", lambda _: summary.dynamics)
     return summary.to_dict()
+
+
+def run_dynamics(store: RunStore, state: RunState):
+    """``entropy_dynamics`` of the run's steps (None when it cannot be computed), once per run
+    version: the summary and the covariance panel share it (its bootstraps were half of the
+    summary's time on 10k steps), and whichever asks second waits for the first's computation."""
+    def compute(s: RunState):
+        try:
+            return entropy_dynamics(s.step_metrics)
+        except EntropymonError:
+            return None
+
+    return store.derived(state, "dynamics", compute)
 
 
 def run_summary(store: RunStore, state: RunState, wait_s: float | None = None) -> dict:

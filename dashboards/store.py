@@ -142,7 +142,8 @@ class RunStore:
         return state
 
     def derived(self, state: RunState, key, compute, wait_s: float | None = None):
-        """``compute(state)`` cached per (run id, version, key); exceptions are not cached.
+        """``compute(state)`` cached per (run id, version, key), computed once: a caller asking while
+        it is being computed waits for that computation. Exceptions are not cached.
 
         ``wait_s``: how long to wait for a result not cached yet (None: until it is there). When it
         is not there in time, the computation goes on on the store's background thread and the call
@@ -155,26 +156,33 @@ class RunStore:
                 self._derived.move_to_end(cache_key)
                 return self._derived[cache_key]
             running = self._running.get(cache_key)
-            if running is None and wait_s is not None:
-                running = self._running[cache_key] = _background().submit(self._compute, cache_key, compute, state)
-        if running is None:
-            return self._compute(cache_key, compute, state)
+            inline = running is None and wait_s is None  # computed by this caller
+            if running is None:
+                running = self._running[cache_key] = Future()
+                if not inline:
+                    _background().submit(self._compute, cache_key, compute, state, running)
+        if inline:
+            self._compute(cache_key, compute, state, running)
         try:
             return running.result(timeout=wait_s)
         except FutureTimeout:
             raise Pending(f"{key!r} of run {state.run_id} is being computed") from None
 
-    def _compute(self, cache_key: tuple, compute, state: RunState):
+    def _compute(self, cache_key: tuple, compute, state: RunState, future: Future) -> None:
+        """Run ``compute`` and hand its result (or exception) to ``future``; a result is cached."""
         try:
             value = compute(state)
-        finally:
+        except BaseException as error:  # noqa: BLE001 - raised to every caller waiting for it
             with self._lock:
                 self._running.pop(cache_key, None)
+            future.set_exception(error)
+            return
         with self._lock:
             self._derived[cache_key] = value
             while len(self._derived) > MAX_DERIVED:
                 self._derived.popitem(last=False)
-        return value
+            self._running.pop(cache_key, None)
+        future.set_result(value)
 
     @staticmethod
     def _load(entry: RunEntry, version: str, previous: Run | None) -> RunState:

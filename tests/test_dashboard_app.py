@@ -218,10 +218,12 @@ def test_runs_rows_report_each_runs_last_values(logdir):
 
 
 def test_the_runs_table_and_the_covariance_panel_share_one_entropy_dynamics(logdir, monkeypatch):
-    """The summary's entropy dynamics is the covariance panel's (one bootstrap per run version),
-    and equals entropy_dynamics of the run's steps computed on its own."""
+    """The summary's entropy dynamics is the covariance panel's (one bootstrap per run version), also
+    when the panel asks while the summary computes in the background, and equals entropy_dynamics
+    of the run's steps computed on its own."""
     from entropymon.analysis import dynamics as dynamics_module
     from entropymon.analysis import summary as summary_module
+    from entropymon_dashboard import runs_table
 
     expected = dynamics_module.entropy_dynamics(read_run(logdir / "grpo-a").step_metrics)
     calls = []
@@ -229,18 +231,21 @@ def test_the_runs_table_and_the_covariance_panel_share_one_entropy_dynamics(logd
 
     def counting(*args, **kwargs):
         calls.append(1)
+        time.sleep(0.3)  # long enough for the panel to ask while it is being computed
         return counted(*args, **kwargs)
 
-    monkeypatch.setattr(summary_module, "entropy_dynamics", counting)
-    monkeypatch.setattr(panels, "entropy_dynamics", counting)
+    monkeypatch.setattr(summary_module, "entropy_dynamics", lambda *a, **k: pytest.fail("the summary computed its own"))
+    monkeypatch.setattr(runs_table, "entropy_dynamics", counting)
     store = RunStore(RunCatalog(logdir))
-    runs_rows(store)
-    figures = panels.covariance_figures(store, "grpo-a")
+    assert all(row["pending"] for row in runs_rows(store, wait_s=0.0))  # summaries go on in the background
+    figures = panels.covariance_figures(store, "grpo-a")  # waits for the dynamics under way, or computes it first
+    assert not any(row.get("pending") for row in runs_rows(store))
     state = store.state("grpo-a")
     shared = store.derived(state, "dynamics", lambda s: pytest.fail("the summary did not leave its dynamics"))
-    assert len(calls) == 2  # one per run of the catalog, none for the panel
+    assert len(calls) == 2  # one per run of the catalog, none more for the panel
     assert shared.to_dict() == expected.to_dict()
     assert all(len(fig.data) > 0 for fig in figures)
+
 
 def test_curves_overlay_the_selected_runs_with_their_logged_values(logdir):
     store = RunStore(RunCatalog(logdir))

@@ -341,6 +341,26 @@ def test_the_file_cache_keeps_its_byte_count_and_evicts_the_least_recently_read_
     assert tight.read(paths[0]).equals(tables[0]) and tight.reads == opens + 1  # the oldest was evicted
 
 
+def test_preloading_some_columns_keeps_the_columns_a_file_held_and_reads_the_rest_in_parallel(tmp_path):
+    """A step-filtered or column-projected read decodes its files several at a time (preload with
+    columns); what a file's entry held already stays, and nothing is decoded twice."""
+    with RunLog(tmp_path, "r") as log:
+        for step in range(3):
+            log.log_samples(step, {"sample_id": [0, 1], "reward": [0.5, 1.0], "text": ["a", "b"]})
+            log.flush()
+    paths = sorted((tmp_path / "r" / "samples").glob("*.parquet"))
+    cache = FileTableCache()
+    assert cache.read(paths[0], ["text"]).column_names == ["step", "rank", "text"]
+    cache.preload(paths, ["reward"])
+    opens = cache.reads
+    for path in paths:
+        assert cache.read(path, ["reward"]).column("reward").to_pylist() == [0.5, 1.0]
+    assert cache.read(paths[0], ["text", "reward"]).column("text").to_pylist() == ["a", "b"]
+    assert cache.reads == opens  # the first file kept its text column next to the preloaded reward
+    assert cache._bytes == sum(e.nbytes for e in cache._entries.values())
+    assert cache.read(paths[1], ["text"]) is not None and cache.reads == opens + 1  # not preloaded
+
+
 def _read_steps_in_child(run_path: str, queue) -> None:
     TABLE_CACHE.clear()
     queue.put(read_run(run_path).steps["step"].tolist())

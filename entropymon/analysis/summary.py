@@ -122,8 +122,13 @@ def summarize(
     rules=None,
     thresholds=None,
     n_bootstrap: int = 1000,
+    dynamics: EntropyDynamics | None = None,
 ) -> RunSummary:
-    """The run's ``RunSummary``: the law is fitted once, and the alerts read that fit."""
+    """The run's ``RunSummary``: the law is fitted once, and the alerts read that fit.
+
+    ``dynamics``: ``entropy_dynamics`` of these steps and this entropy column when the caller has it
+    already (the dashboard computes it once for the summary and the covariance panel); None
+    computes it here."""
     frame = step_frame(run_or_df)
     figures = {}
     if entropy in frame.columns:
@@ -144,11 +149,12 @@ def summarize(
                                     n_bootstrap=n_bootstrap)
     except AnalysisError as error:
         forecast_error = str(error)
-    dynamics, dynamics_error = None, None
-    try:
-        dynamics = entropy_dynamics(run_or_df, entropy=entropy)
-    except AnalysisError as error:
-        dynamics_error = str(error)
+    dynamics_error = None
+    if dynamics is None:
+        try:
+            dynamics = entropy_dynamics(run_or_df, entropy=entropy)
+        except AnalysisError as error:
+            dynamics_error = str(error)
     alerts = diagnose(run_or_df, rules, thresholds, performance=performance, entropy=entropy, bounds=bounds,
                       forecast=forecast)
     return RunSummary(

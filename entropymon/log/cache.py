@@ -102,14 +102,16 @@ class FileTableCache:
             for path in paths:
                 self._drop(str(path))
 
-    def preload(self, paths: list[Path], workers: int = PRELOAD_THREADS) -> None:
-        """Read every column of the files not cached yet, several at a time (pyarrow decodes
-        without holding the GIL), so a cold read of many files costs less than reading them in turn."""
+    def preload(self, paths: list[Path], columns: list[str] | None = None, workers: int = PRELOAD_THREADS) -> None:
+        """Read ``columns`` (all when None) of the files not holding them yet, several files at a time
+        (pyarrow decodes without holding the GIL), so a cold read of many files costs less than
+        reading them in turn."""
         todo = []
         with self._lock:
             for path in paths:
                 entry = self._entries.get(str(path))
-                if entry is None or entry.schema is None or len(entry.columns) < len(entry.schema.names):
+                if (entry is None or entry.schema is None
+                        or any(name not in entry.columns for name in _wanted(entry.schema, columns))):
                     todo.append(path)
         if not todo:
             return
@@ -118,7 +120,7 @@ class FileTableCache:
             try:
                 info = path.stat()
                 entry = _Entry((info.st_size, info.st_mtime_ns))
-                self._load(path, entry, None)
+                self._load(path, entry, columns)
             except (OSError, pa.ArrowException, ValueError):
                 return None  # read() meets it again, and warns or raises Vanished as it should
             return str(path), entry
@@ -130,6 +132,14 @@ class FileTableCache:
         with self._lock:
             for key, entry in loaded:
                 if entry.bad:
+                    continue
+                held = self._entries.get(key)
+                if held is not None and held.version == entry.version and held.schema is not None and not held.bad:
+                    for name, column in entry.columns.items():  # keep the columns it held already
+                        if name not in held.columns:
+                            held.columns[name] = column
+                            held.nbytes += column.nbytes
+                            self._bytes += column.nbytes
                     continue
                 self._drop(key)
                 self._entries[key] = entry

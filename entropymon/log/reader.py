@@ -209,12 +209,12 @@ def read_pieces(folder: Path, columns: list[str] | None = None, steps: _StepFilt
     for _ in range(_LISTING_RETRIES):
         pieces, skipped = [], None
         try:
-            active = scan_table(folder).active
-            if steps is None and columns is None:
-                TABLE_CACHE.preload([path for chunk, path in active if rank is None or chunk.rank == rank])
+            active = [(chunk, path) for chunk, path in scan_table(folder).active if rank is None or chunk.rank == rank]
+            # the files to read, decoded several at a time (with a step filter, those whose footer
+            # says they hold a wanted step: one file per rank of a 64-rank run holds every step)
+            TABLE_CACHE.preload([path for _, path in active
+                                 if steps is None or steps.overlaps(TABLE_CACHE.step_range(path))], columns)
             for chunk, path in active:
-                if rank is not None and chunk.rank != rank:
-                    continue
                 if steps is not None and not steps.overlaps(TABLE_CACHE.step_range(path)):
                     skipped = skipped or path
                     continue
