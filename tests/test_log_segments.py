@@ -333,11 +333,16 @@ def _assert_plain_frames_equal(actual: pd.DataFrame, expected: pd.DataFrame) -> 
                 np.testing.assert_array_equal(got, want)
 
 
-def test_steps_with_arrow_held_lists_equal_an_eager_read_cold_after_refreshes_and_merges(tmp_path):
+def test_steps_with_arrow_held_lists_equal_an_eager_read_cold_after_refreshes_and_merges(tmp_path, monkeypatch):
     """run.steps converts the list columns the reader holds Arrow-backed only when asked: the frame
-    equals what pyarrow's default conversion gives (read_table), with null lists, across live refreshes that append rows, and after a merge rule."""
+    equals what pyarrow's default conversion gives (read_table), with null lists, across live
+    refreshes that append rows (converting only the rows a refresh appended), and after a merge rule."""
+    from entropymon.log import reader
     from entropymon.log.reader import read_table
 
+    converted = []
+    real_plain_frame = reader.plain_frame
+    monkeypatch.setattr(reader, "plain_frame", lambda frame: converted.append(len(frame)) or real_plain_frame(frame))
     logs = [RunLog(tmp_path, "r", rank=rank, flush_interval_s=3600) for rank in range(2)]
     run = read_run(tmp_path / "r")
     for step in range(6):
@@ -348,7 +353,10 @@ def test_steps_with_arrow_held_lists_equal_an_eager_read_cold_after_refreshes_an
             log.log_step(step, row)
             log.flush()
         run.refresh()
+        converted.clear()
         _assert_plain_frames_equal(run.steps, read_table(tmp_path / "r", "steps"))
+        if step >= 2:  # the list column is there from the start: each refresh appends one step's rows
+            assert converted == [2], converted
     logs[0].log_step(5, {"eval_accuracy": 0.5})  # a second row of a step already read: merged
     for log in logs:
         log.close()

@@ -30,7 +30,7 @@ from entropymon.log.layout import scan_table
 from entropymon.log.resolve import resolve_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, RUN_META_FILE, STEP_COLUMN, TABLES
 from entropymon.log.view import TableView
-from entropymon.metrics.list_columns import plain_frame
+from entropymon.metrics.list_columns import arrow_list_names, plain_frame
 
 _LISTING_RETRIES = 5
 
@@ -119,9 +119,21 @@ class Run:
         only (the dashboard never asks: it reads ``step_metrics``), once per version of the table."""
         frame = self._frame(table)
         held = self._plains.get(table)
-        if held is None or held[0] is not frame:
-            held = self._plains[table] = (frame, plain_frame(frame))
-        return held[1]
+        if held is not None and held[0] is frame:
+            return held[1]
+        view = self._views[table]
+        if not arrow_list_names(frame):
+            plain = frame
+        elif (held is not None and view.previous is held[0] and view.kept_rows is not None
+                and held[0].columns.equals(frame.columns) and held[0].dtypes.equals(frame.dtypes)):
+            # a live refresh appended rows: convert those only (at 8 ranks x 10k steps, converting the
+            # whole table again cost more than the 200 ms a refresh may take)
+            cut = view.kept_rows
+            plain = pd.concat([held[1].iloc[:cut], plain_frame(frame.iloc[cut:])], ignore_index=True)
+        else:
+            plain = plain_frame(frame)
+        self._plains[table] = (frame, plain)
+        return plain
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"

@@ -84,6 +84,7 @@ class TableView:
         # the frame was read in full), so results derived per step need only those steps redone
         self.previous: pd.DataFrame | None = None
         self.appended_steps: np.ndarray | None = None
+        self.kept_rows: int | None = None  # ... and its first rows are the first kept_rows rows of previous
 
     def read(self) -> pd.DataFrame:
         for _ in range(_RETRIES):
@@ -165,7 +166,7 @@ class TableView:
             else:
                 key = (chunk.rank, chunk.segment)
                 self._covered[key] = _add(self._covered.get(key, []), (placement[0], placement[0] + placement[1]))
-        self.previous, self.appended_steps = None, None
+        self.previous, self.appended_steps, self.kept_rows = None, None, None
         self._row_codes = None
         if not clash:  # a clash of column types keeps taking the full read
             self._row_codes = _codes(frame[STEP_COLUMN].to_numpy(), frame[RANK_COLUMN].to_numpy())
@@ -206,7 +207,7 @@ class TableView:
             return False  # a (rank, step) the frame holds already: merging rules apply, read it all
         added = new.to_pandas(types_mapper=arrow_lists)
         self.previous, self.appended_steps = self.frame, np.unique(added[STEP_COLUMN].to_numpy())
-        cut = int(np.searchsorted(old, codes.min(), side="right"))
+        cut = self.kept_rows = int(np.searchsorted(old, codes.min(), side="right"))
         tail_codes = np.concatenate([old[cut:], codes])
         order = np.argsort(tail_codes, kind="stable")
         tail = pd.concat([self.frame.iloc[cut:], added], ignore_index=True)

@@ -43,9 +43,15 @@ def plain_values(column: pd.Series) -> np.ndarray:
     return chunks(column).to_pandas().to_numpy()
 
 
+def arrow_list_names(frame: pd.DataFrame) -> list:
+    """The frame's Arrow-backed list columns."""
+    return [name for name, dtype in frame.dtypes.items()
+            if isinstance(dtype, pd.ArrowDtype) and is_list_type(dtype.pyarrow_dtype)]
+
+
 def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with each Arrow-backed list column in its plain form; ``frame`` itself when it has none."""
-    arrow = [name for name in frame.columns if is_arrow_list(frame[name])]
+    arrow = arrow_list_names(frame)
     if not arrow:
         return frame
     return frame.assign(**{name: plain_values(frame[name]) for name in arrow})
