@@ -149,7 +149,9 @@ class RunStore:
         is not there in time, the computation goes on on the store's background thread and the call
         raises ``Pending``; a later call (waiting or not) gets its result. Why: the runs table's
         summary of a run of 10k steps costs seconds of analyses (bootstraps, alert rules), and the
-        page should show the table meanwhile and fill the row in on a later poll."""
+        page should show the table meanwhile and fill the row in on a later poll. A background
+        ``compute`` may ask for other results only without ``wait_s`` (computed on its own thread):
+        one queued behind it on the single background thread would never start."""
         cache_key = (state.run_id, state.version, key)
         with self._lock:
             if cache_key in self._derived:
