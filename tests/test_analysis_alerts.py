@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from entropymon.analysis.alert_rules import entropy_trend, zero_variance_table
+from entropymon.analysis.alert_rules import TREND_BLOCK, entropy_trend, entropy_trends, zero_variance_table
 from entropymon.analysis.alerts import LIVE_RULES, RULES, diagnose, health
 from entropymon.errors import InputError
 
@@ -201,6 +201,56 @@ def test_the_trend_interval_is_calibrated_on_autocorrelated_noise():
         fit = stats.linregress(steps, 0.5 + 0.03 * noise)
         plain += fit.slope + stats.t.ppf(0.95, 89) * fit.stderr < 0
     assert 0.02 < widened / 2000 < 0.09 and plain / 2000 > 0.15
+
+
+def _trend_by_polyfit(x, y, confidence):
+    """One window's trend computed directly on its points (numpy's polyfit, not the prefix sums), about
+    the window's mean step: polyfit's covariance on raw steps near 1e6 is itself off by 1e-6."""
+    centre = x.mean()
+    (slope, intercept), cov = np.polyfit(x - centre, y, 1, cov=True)
+    intercept -= slope * centre
+    e = y - (intercept + slope * x)
+    r = max(e[:-1] @ e[1:] / (e @ e), 0)
+    n = x.size
+    n_eff = n * (1 - r) / (1 + r)
+    half = stats.t.ppf(0.5 + confidence / 2, n_eff - 2) * np.sqrt(cov[0, 0] * (n - 2) / (n_eff - 2)) if n_eff > 2 else np.inf
+    start = intercept + slope * x[0]
+    return slope, slope - half, slope + half, start, -slope * (x[-1] - x[0]) / start
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_entropy_trends_of_many_windows_equal_a_fit_of_each_window_on_its_own_points(offset):
+    """The plateau rule judges every window of a 10k-step run from prefix sums; each window equals a
+    direct fit of its own points, far from step 0 too (where a sum of squared steps cancels digits)."""
+    rng = np.random.default_rng(7)
+    steps = offset + np.cumsum(rng.integers(1, 4, 3000)).astype(float)  # sorted, distinct, uneven
+    ar = np.empty(steps.size)
+    ar[0] = rng.normal()
+    for k in range(1, steps.size):
+        ar[k] = 0.6 * ar[k - 1] + 0.8 * rng.normal()
+    values = 0.6 * np.exp(-(steps - offset) / 4000) + 0.02 * ar
+    stop = np.arange(30, steps.size + 1, 3)
+    first = stop - rng.integers(5, 120, stop.size).clip(max=stop)
+    assert stop.size > 2 * TREND_BLOCK  # several blocks
+    trends = entropy_trends(steps, values, first, stop, 0.9)
+    for k in range(0, stop.size, 13):
+        x, y = steps[first[k]:stop[k]], values[first[k]:stop[k]]
+        slope, low, high, start, fall = _trend_by_polyfit(x, y, 0.9)
+        got = trends.at(k)
+        assert got.n == x.size
+        assert got.slope == pytest.approx(slope, rel=1e-9, abs=1e-15)
+        assert [got.slope_low, got.slope_high] == pytest.approx([low, high], rel=1e-9)
+        assert got.start_level == pytest.approx(start, rel=1e-9) and got.fall == pytest.approx(fall, rel=1e-8, abs=1e-12)
+        assert entropy_trend(x, y, 0.9).slope_high == pytest.approx(got.slope_high, rel=1e-9)
+
+
+def test_entropy_trends_too_few_points_or_one_step_give_no_trend_and_an_exact_line_no_autocorrelation():
+    steps = np.arange(20.0)
+    trends = entropy_trends(steps, 0.5 - 0.001 * steps, np.array([0, 0, 3]), np.array([4, 20, 20]), 0.9)
+    assert trends.at(0) is None  # 4 points: fewer than the rule's 5
+    line = trends.at(1)  # a noiseless line: its interval is the slope itself, not rounding noise's autocorrelation
+    assert line.lag1 == 0 and line.slope_low == pytest.approx(-0.001) and line.slope_high == pytest.approx(-0.001)
+    assert entropy_trend(np.full(6, 3.0), np.linspace(0.5, 0.4, 6), 0.9) is None  # one step: no slope
 
 
 def test_plateau_stays_silent_on_noise_around_a_constant_level_even_when_the_window_ends_in_a_dip():

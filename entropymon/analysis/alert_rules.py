@@ -354,25 +354,108 @@ def entropy_trend(steps: np.ndarray, values: np.ndarray, confidence: float) -> E
     points and n_eff - 2 degrees of freedom (Santer et al. 2000, J. Geophys. Res. 105, 7337). A swing
     as slow as the window itself (a period of 100-300 steps against the demo's 90-step window) still
     fits as a fall: within the window it is one."""
-    if steps.size < PLATEAU_MIN_TREND_POINTS or np.ptp(steps) == 0:
-        return None
-    fit = stats.linregress(steps, values)
-    level = float(fit.intercept + fit.slope * steps[0])
-    if not level > 0:
-        return None
-    residuals = values - (fit.intercept + fit.slope * steps)
-    squares = float(residuals @ residuals)
-    lag1 = max(float(residuals[:-1] @ residuals[1:]) / squares, 0.0) if squares > 0 else 0.0
-    n = steps.size
-    n_eff = n * (1 - lag1) / (1 + lag1)
-    if n_eff > 2:
-        half = stats.t.ppf(0.5 + confidence / 2, n_eff - 2) * fit.stderr * np.sqrt((n - 2) / (n_eff - 2))
-    else:
-        half = np.inf  # too few independent points to judge a trend
-    low, high = fit.slope - half, fit.slope + half
-    width = float(steps[-1] - steps[0])
-    return EntropyTrend(int(n), float(n_eff), lag1, float(fit.slope), float(low), float(high), level,
-                        -fit.slope * width / level, -high * width / level, -low * width / level)
+    steps, values = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    trends = entropy_trends(steps, values, np.array([0]), np.array([steps.size]), confidence)
+    return trends.at(0)
+
+
+@dataclass(frozen=True)
+class EntropyTrends:
+    """``EntropyTrend`` for many windows at once, as arrays (NaN where a window has no trend)."""
+
+    n: np.ndarray
+    n_effective: np.ndarray
+    lag1: np.ndarray
+    slope: np.ndarray
+    slope_low: np.ndarray
+    slope_high: np.ndarray
+    start_level: np.ndarray
+    fall: np.ndarray
+    fall_low: np.ndarray
+    fall_high: np.ndarray
+
+    def at(self, k: int) -> EntropyTrend | None:
+        if not np.isfinite(self.slope[k]) or not self.start_level[k] > 0:
+            return None
+        return EntropyTrend(int(self.n[k]), *(float(getattr(self, name)[k]) for name in
+                                              ("n_effective", "lag1", "slope", "slope_low", "slope_high",
+                                               "start_level", "fall", "fall_low", "fall_high")))
+
+
+TREND_BLOCK = 256  # windows whose sums share one prefix sum (see entropy_trends)
+
+
+def entropy_trends(steps: np.ndarray, values: np.ndarray, first: np.ndarray, stop: np.ndarray,
+                   confidence: float) -> EntropyTrends:
+    """``entropy_trend`` of every window ``steps[first[k]:stop[k]]`` at once (steps sorted, distinct).
+
+    Why: the plateau rule judges the trend of one window per performance point, 10,000 windows on a
+    10k-step run; a SciPy line fit per window cost seconds there, and a dashboard's first paint paid
+    them. Every quantity the fit needs - the least-squares sums and the lag-1 products of the
+    residuals - is a sum over the window, so prefix sums give all windows in O(steps + windows).
+    Why blocks: a prefix sum over a whole long run would cancel digits (sums of squared steps reach
+    1e12 at 10k steps); windows are taken ``TREND_BLOCK`` at a time, with sums over only the stretch
+    they cover, centred on it. A test checks every window against a SciPy fit on its own points."""
+    first, stop = np.asarray(first, dtype=np.intp), np.asarray(stop, dtype=np.intp)
+    parts = []
+    for k in range(0, first.size, TREND_BLOCK):
+        lo, hi = first[k:k + TREND_BLOCK], stop[k:k + TREND_BLOCK]
+        base = int(min(lo.min(), hi.min()))
+        end = int(max(base + 1, hi.max()))
+        parts.append(_trend_block(steps[base:end], values[base:end], lo - base, hi - base, confidence))
+    if not parts:
+        return EntropyTrends(*(np.empty(0) for _ in range(10)))
+    return EntropyTrends(*(np.concatenate(columns) for columns in zip(*parts)))
+
+
+def _trend_block(steps: np.ndarray, values: np.ndarray, first: np.ndarray, stop: np.ndarray,
+                 confidence: float) -> tuple[np.ndarray, ...]:
+    """``entropy_trends``' fields (as a tuple) for windows inside ``steps``, from centred prefix sums."""
+    n = (stop - first).astype(np.float64)
+    if steps.size == 0:
+        return tuple(np.full(n.shape, np.nan) for _ in range(10))
+    x = steps - 0.5 * (steps[0] + steps[-1])
+    y = values - values.mean()
+    head, last = np.minimum(first, steps.size - 1), np.clip(stop - 1, 0, steps.size - 1)
+
+    def window_sum(z: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        prefix = np.concatenate(([0.0], np.cumsum(z)))
+        return prefix[hi] - prefix[lo]
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sx, sy, sxx = window_sum(x, first, stop), window_sum(y, first, stop), window_sum(x * x, first, stop)
+        mx, my = sx / n, sy / n
+        cxx = sxx - sx * mx
+        cxy = window_sum(x * y, first, stop) - sx * my
+        cyy = window_sum(y * y, first, stop) - sy * my
+        slope = cxy / cxx
+        intercept = my - slope * mx
+        squares = np.maximum(cyy - slope * cxy, 0.0)  # the residuals' sum of squares
+        stderr = np.sqrt(squares / (n - 2) / cxx)
+        # the sum over neighbours of r_t r_(t+1), r = y - intercept - slope x, expanded into window sums
+        pairs = (first, np.maximum(stop - 1, first))
+        neighbours = (window_sum(y[:-1] * y[1:], *pairs)
+                      - intercept * (2 * sy - y[head] - y[last])
+                      - slope * window_sum(x[:-1] * y[1:] + x[1:] * y[:-1], *pairs)
+                      + intercept ** 2 * (n - 1)
+                      + intercept * slope * (2 * sx - x[head] - x[last])
+                      + slope ** 2 * window_sum(x[:-1] * x[1:], *pairs))
+        # a line through the points (up to rounding) has no noise to be autocorrelated
+        noisy = squares > 1e-12 * cyy
+        lag1 = np.where(noisy, np.clip(neighbours / np.where(noisy, squares, 1.0), 0.0, 1.0), 0.0)
+        n_eff = n * (1 - lag1) / (1 + lag1)
+        judged = n_eff > 2
+        half = np.full(n.shape, np.inf)  # too few independent points to judge a trend
+        half[judged] = (stats.t.ppf(0.5 + confidence / 2, n_eff[judged] - 2) * stderr[judged]
+                        * np.sqrt((n[judged] - 2) / (n_eff[judged] - 2)))
+        low, high = slope - half, slope + half
+        width = steps[last] - steps[head]
+        level = intercept + slope * x[head] + values.mean()
+        # a window needs enough points and more than one distinct step (cxx is rounding noise then)
+        valid = (n >= PLATEAU_MIN_TREND_POINTS) & (cxx > 1e-9 * sxx)
+        mask = np.where(valid, 1.0, np.nan)
+        return (n, n_eff * mask, lag1 * mask, slope * mask, low * mask, high * mask, level * mask,
+                -slope * width / level * mask, -high * width / level * mask, -low * width / level * mask)
 
 
 def plateau(ctx: RuleContext, p: dict) -> Alert | None:
@@ -398,17 +481,24 @@ def plateau(ctx: RuleContext, p: dict) -> Alert | None:
     if s.values.size <= first:
         return None
     span = running_span(s.values, metric_range(ctx, s))
-    for i in range(first, s.values.size):
-        start = i - w + 1
-        best_before = float(s.smoothed[:start].max())
-        best_since = float(s.smoothed[start:i + 1].max())
-        if best_since >= best_before + p["threshold"] * span[i] or s.smoothed[i] < best_before - 0.25 * span[i]:
-            continue
+    # every window ending at point i (from `first` on) at once: performance's test, then entropy's trend
+    ends = np.arange(first, s.values.size)
+    starts = ends - w + 1
+    best_before = np.maximum.accumulate(s.smoothed)[starts - 1]
+    best_since = np.lib.stride_tricks.sliding_window_view(s.smoothed, w).max(axis=1)[starts]
+    flat = ~((best_since >= best_before + p["threshold"] * span[ends])
+             | (s.smoothed[ends] < best_before - 0.25 * span[ends]))
+    ends, starts, best_before, best_since = ends[flat], starts[flat], best_before[flat], best_since[flat]
+    inside = (np.searchsorted(entropy.steps, s.steps[starts], "left"),
+              np.searchsorted(entropy.steps, s.steps[ends], "right"))
+    trends = entropy_trends(entropy.steps, entropy.values, *inside, p["confidence"])
+    with np.errstate(invalid="ignore"):
+        fires = (trends.start_level > 0) & (trends.slope_high < 0) & (trends.fall > p["entropy_drop"])
+    k = first_index(fires)
+    if k is not None:
+        i, start, trend = ends[k], starts[k], trends.at(k)
+        best_before, best_since = float(best_before[k]), float(best_since[k])
         lo, hi = s.steps[start], s.steps[i]
-        inside = (entropy.steps >= lo) & (entropy.steps <= hi)
-        trend = entropy_trend(entropy.steps[inside], entropy.values[inside], p["confidence"])
-        if trend is None or not (trend.slope_high < 0 and trend.fall > p["entropy_drop"]):
-            continue
         message = (f"Plateau: {s.column} has not beaten its best {best_before:.3g} (mean of {PLATEAU_SMOOTHING} "
                    f"points) by {p['threshold']:.0%} of its range in the {w} points of steps {lo:g}-{hi:g} (now "
                    f"{s.smoothed[i]:.3g}), while entropy ({entropy.column}) kept falling: a line through its "
