@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN
 from entropymon.metrics import list_columns
@@ -70,9 +71,9 @@ def resolve(pieces: list[pa.Table], *, merge_step_rows: bool) -> pa.Table | pd.D
 def resolve_frame(pieces: list[pa.Table], *, merge_step_rows: bool,
                   arrow_lists: bool = False) -> tuple[pd.DataFrame | None, bool]:
     """``resolve`` for readers: (the rows as a DataFrame, None without pieces; whether column types
-    clashed across chunks). Rows are put in order after the conversion to pandas, where a wide
-    table's float columns form one 2-D block and reordering them is one NumPy take instead of an
-    Arrow take per column (half the time on the steps table of 64 ranks in benchmarks/dashboard.py).
+    clashed across chunks). Rows are put in order while converting to pandas: a wide table's float
+    columns are written into their 2-D block in order (``_with_float_block``), the rest reordered by
+    one NumPy take instead of an Arrow take per column.
 
     ``arrow_lists``: list columns stay Arrow-backed (``metrics.list_columns``) instead of one numpy
     array per row; the reader's tables keep them so and hand users the plain form."""
@@ -83,23 +84,118 @@ def resolve_frame(pieces: list[pa.Table], *, merge_step_rows: bool,
 
 
 def _to_pandas(data: pa.Table, arrow_lists: bool, order: np.ndarray | None = None) -> pd.DataFrame:
-    """``data`` as a DataFrame, its rows in ``order`` (None: as they are)."""
+    """``data`` as a DataFrame, its rows in ``order`` (None: as they are).
+
+    Wide tables are built straight in that order: the float64 columns into the one 2-D block pandas
+    holds them in, equal-length integer list columns (the entropy histograms) into one values
+    matrix. Why: ``to_pandas`` builds that block, reordering its rows builds a second one, and an
+    Arrow take of a list column joins its chunks first and then takes: at 64 ranks x 10k steps that
+    was 1.8 GB of new memory, and new memory is what costs most on a VM (touching a fresh 530 MB
+    took 1.0-1.1 s here, the copy into it 0.1 s). The values are the same bits (nulls become NaN,
+    as ``to_pandas`` makes them)."""
+    positions = None if order is None else _positions(order, data.num_rows)
+    floats = _float_block_names(data)
+    if not floats:
+        return _columns_to_pandas(data, arrow_lists, order, positions)
+    block = np.empty((len(floats), data.num_rows if order is None else len(order)), dtype=np.float64)
+    for target, name in zip(block, floats):
+        _place(target, [chunk.to_numpy(zero_copy_only=False) for chunk in data.column(name).chunks], positions)
+    frame = pd.DataFrame(block.T, columns=floats, copy=False)  # block.T.T is the block: no copy
+    others = data.drop_columns(floats)
+    if others.num_columns:
+        rest = _columns_to_pandas(others, arrow_lists, order, positions)
+        rest.index = frame.index
+        for name in others.column_names:  # in schema order: each goes in after the columns before it
+            frame.insert(data.schema.get_field_index(name), name, rest[name])
+    return frame
+
+
+def _columns_to_pandas(data: pa.Table, arrow_lists: bool, order: np.ndarray | None,
+                       positions: np.ndarray | None) -> pd.DataFrame:
     lists = [field.name for field in data.schema if list_columns.is_list_type(field.type)] if arrow_lists else []
-    if not lists:
-        frame = data.to_pandas()
-        return frame if order is None else frame.take(order).reset_index(drop=True)
-    # list columns are put in order by Arrow, after joining their chunks (one per file): over 64
-    # chunks its take cost 1.2 s per histogram column at 64 ranks x 10k steps, over one 0.2 s, and
-    # pandas' take of the Arrow-backed column 0.8 s
     frame = data.drop_columns(lists).to_pandas()
     if order is not None:
         frame = frame.take(order).reset_index(drop=True)
-    indices = None if order is None else pa.array(order)
     for name in lists:
-        column = data.column(name).combine_chunks()
-        column = column if indices is None else column.take(indices)
-        frame.insert(data.schema.get_field_index(name), name, pd.arrays.ArrowExtensionArray(pa.chunked_array([column])))
+        column = _ordered_list(data.column(name), order, positions)
+        frame.insert(data.schema.get_field_index(name), name, pd.arrays.ArrowExtensionArray(column))
     return frame
+
+
+# tables with fewer float64 columns go through to_pandas: the block pays off on wide tables (the
+# steps table: 104 of its 108 columns)
+MIN_FLOAT_BLOCK = 8
+
+
+def _float_block_names(data: pa.Table) -> list[str]:
+    """The float64 columns ``_to_pandas`` writes into their block itself; none when ``to_pandas``
+    must do it all (pandas metadata to honour, repeated names, or too few such columns to matter)."""
+    if data.schema.pandas_metadata is not None or len(set(data.column_names)) != data.num_columns:
+        return []
+    names = [field.name for field in data.schema if pa.types.is_float64(field.type)]
+    return names if len(names) >= MIN_FLOAT_BLOCK else []
+
+
+def _positions(order: np.ndarray, rows: int) -> np.ndarray:
+    """Where each row of the table goes in the output (-1: left out): ``order`` inverted."""
+    positions = np.full(rows, -1, dtype=np.int64)
+    positions[order] = np.arange(len(order))
+    return positions
+
+
+def _place(out: np.ndarray, parts: list[np.ndarray], positions: np.ndarray | None) -> None:
+    """Write ``parts`` (consecutive rows of a column, chunk after chunk) into ``out``, row i of the
+    column at ``positions[i]`` (None: in turn). One scatter per chunk: no joined copy of the column."""
+    at = 0
+    for values in parts:
+        rows = slice(at, at + len(values))
+        at += len(values)
+        if positions is None:
+            out[rows] = values
+            continue
+        where = positions[rows]
+        kept = where >= 0
+        if kept.all():
+            out[where] = values
+        else:
+            out[where[kept]] = values[kept]
+
+
+def _ordered_list(column: pa.ChunkedArray, order: np.ndarray | None, positions: np.ndarray | None) -> pa.ChunkedArray:
+    """A list column as one chunk, its rows in ``order``. Equal-length integer lists without nulls
+    (the entropy histograms) are written into one values matrix in order; others are joined and
+    taken by Arrow (over 64 chunks, one per file, Arrow's take cost 1.2 s per histogram column at
+    64 ranks x 10k steps; over one joined chunk 0.2 s)."""
+    width = _list_width(column)
+    if width is None:
+        joined = column.combine_chunks()
+        return pa.chunked_array([joined if order is None else joined.take(pa.array(order))])
+    rows = len(column) if order is None else len(order)
+    values = np.empty((rows, width), dtype=column.type.value_type.to_pandas_dtype())
+    _place(values, [chunk.flatten().to_numpy().reshape(len(chunk), width) for chunk in column.chunks], positions)
+    offsets_type = np.int64 if pa.types.is_large_list(column.type) else np.int32
+    offsets = pa.array(np.arange(0, (rows + 1) * width, width, dtype=offsets_type))
+    return pa.chunked_array([pa.ListArray.from_arrays(offsets, pa.array(values.ravel()), type=column.type)
+                             if offsets_type is np.int32 else
+                             pa.LargeListArray.from_arrays(offsets, pa.array(values.ravel()), type=column.type)])
+
+
+def _list_width(column: pa.ChunkedArray) -> int | None:
+    """The one length of every list of an integer list column without nulls (None otherwise)."""
+    if not pa.types.is_integer(column.type.value_type) or column.null_count or not len(column):
+        return None
+    widths = set()
+    for chunk in column.chunks:
+        if not len(chunk):
+            continue
+        if chunk.values.null_count:
+            return None
+        lengths = pc.list_value_length(chunk).to_numpy()
+        widths.update(np.unique(lengths).tolist())
+        if len(widths) > 1:
+            return None
+    width = widths.pop() if widths else None
+    return width if width else None
 
 
 def _resolve(pieces: list[pa.Table], merge_step_rows: bool, to_pandas: bool, arrow_lists: bool = False):
