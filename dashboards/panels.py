@@ -28,7 +28,7 @@ from entropymon.figures.curves import (
 from entropymon.figures.distribution import entropy_heatmap_figure
 from entropymon.figures.law import ceiling_curve_figure, law_scatter_figure, prediction_figure
 from entropymon.figures.style import empty_figure
-from entropymon.log.reader import read_table
+from entropymon.log.reader import read_table, table_steps
 from entropymon.registry import ENTROPY_COLUMNS, ENTROPY_ESTIMATES, PERFORMANCE_COLUMNS, pass_at_k_columns
 from entropymon_dashboard import alerts_view
 from entropymon_dashboard.runs_table import run_dynamics, run_summary
@@ -249,8 +249,7 @@ def token_steps(store: RunStore, run_id) -> tuple[list[int], list[int]]:
         steps = []
         for table in ("samples", "tokens"):
             try:
-                frame = read_table(s.entry.path, table, columns=["step"])
-                steps.append(sorted(int(v) for v in pd.unique(frame["step"])))
+                steps.append(table_steps(s.entry.path, table).tolist())
             except EntropymonError:
                 steps.append([])
         return tuple(steps)

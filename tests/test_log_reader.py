@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import log_child  # tests/ is on sys.path under pytest's default import mode
 from entropymon.errors import InputError, LogFormatError, RunNotFoundError
 from entropymon.log.cache import TABLE_CACHE, FileTableCache
-from entropymon.log.reader import list_runs, read_run, read_table
+from entropymon.log.reader import list_runs, read_run, read_table, table_steps
 from entropymon.log.writer import RunLog
 
 CHILD = Path(__file__).with_name("log_child.py")
@@ -265,6 +265,30 @@ def test_read_table_returns_only_the_asked_columns_and_steps(tmp_path):
         read_table(run_path, "metrics")
     with pytest.raises(InputError, match="steps: expected"):
         read_table(run_path, "tokens", steps=["x"])
+
+
+def test_table_steps_are_the_steps_a_full_read_holds(tmp_path):
+    """table_steps skips resolving rows: a restarted writer re-doing steps, a second rank with steps
+    of its own and an empty table give the steps read_table gives."""
+    write_run(tmp_path, steps=range(5))
+    with RunLog(tmp_path, "r") as log:  # resumed at step 3, going further
+        for step in (3, 4, 7):
+            log.log_samples(step, {"sample_id": [0], "reward": [-1.0]})
+    with RunLog(tmp_path, "r", rank=1) as log:
+        for step in (2, 9):
+            log.log_samples(step, {"sample_id": [0], "reward": [1.0]})
+    run_path = tmp_path / "r"
+    for table in ("steps", "samples", "tokens"):
+        steps = table_steps(run_path, table)
+        assert steps.dtype == np.int64
+        assert steps.tolist() == sorted(set(read_table(run_path, table)["step"].tolist())), table
+    assert table_steps(run_path, "samples").tolist() == [0, 1, 2, 3, 4, 7, 9]
+    empty = tmp_path / "e"
+    with RunLog(tmp_path, "e"):
+        pass
+    assert table_steps(empty, "tokens").tolist() == []
+    with pytest.raises(InputError, match="table: expected one of"):
+        table_steps(run_path, "metrics")
 
 
 # -- live runs ------------------------------------------------------------------------------------
