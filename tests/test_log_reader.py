@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import log_child  # tests/ is on sys.path under pytest's default import mode
 from entropymon.errors import InputError, LogFormatError, RunNotFoundError
+from entropymon.log import durable
 from entropymon.log.cache import TABLE_CACHE, FileTableCache
 from entropymon.log.reader import list_runs, read_run, read_table, table_steps
 from entropymon.log.writer import RunLog
@@ -289,6 +290,50 @@ def test_table_steps_are_the_steps_a_full_read_holds(tmp_path):
     assert table_steps(empty, "tokens").tolist() == []
     with pytest.raises(InputError, match="table: expected one of"):
         table_steps(run_path, "metrics")
+
+
+def test_a_chunk_spanning_many_steps_is_cut_into_row_groups_and_a_step_read_decodes_only_its_group(
+        tmp_path, monkeypatch):
+    """One chunk holding every step (a rank flushing once) gets row groups of at most
+    STEPS_PER_ROW_GROUP steps; a step-filtered read gives what filtering the full read gives, while
+    decoding only the groups that may hold the step (the file is not decoded whole into the cache)."""
+    monkeypatch.setattr(durable, "STEPS_PER_ROW_GROUP", 10)
+    monkeypatch.setattr(durable, "MIN_ROW_GROUP_ROWS", 8)
+    with RunLog(tmp_path, "r", flush_interval_s=3600) as log:
+        for step in range(100):
+            log.log_samples(step, log_child.sample_rows(step))
+    run_path = tmp_path / "r"
+    (path,) = sorted((run_path / "samples").glob("*.parquet"))
+    metadata = pq.ParquetFile(path).metadata
+    spans = [(metadata.row_group(i).column(0).statistics.min, metadata.row_group(i).column(0).statistics.max)
+             for i in range(metadata.num_row_groups)]
+    assert metadata.num_row_groups == 10 and all(high - low < 10 for low, high in spans)
+    assert spans[0][0] == 0 and spans[-1][1] == 99
+    TABLE_CACHE.clear()
+    part = read_table(run_path, "samples", steps=[37, 38])
+    # the footer and the keys only: the groups were read, not the file's other columns
+    assert set(TABLE_CACHE._entries[str(path)].columns) <= {"step", "rank"}
+    everything = read_run(run_path).samples
+    expected = everything[everything["step"].isin([37, 38])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part, expected)
+    for steps in (0, 99, range(5, 25), [], [3, 97]):  # the file is cached whole now: the same answers
+        part = read_table(run_path, "samples", steps=steps)
+        members = list(steps) if not isinstance(steps, int) else [steps]
+        pd.testing.assert_frame_equal(part, everything[everything["step"].isin(members)].reset_index(drop=True))
+
+
+def test_a_chunk_spanning_few_steps_stays_one_row_group(tmp_path):
+    """The writer's throughput path (1M token rows of a few hundred steps) writes one group, as before."""
+    table = pa.table({"step": np.repeat(np.arange(200), 50), "value": np.arange(10_000, dtype=np.float64)})
+    assert durable.row_group_bounds(table) == [0, 10_000]
+    durable.write_parquet_temp(table, tmp_path / "t.parquet")
+    assert pq.ParquetFile(tmp_path / "t.parquet").metadata.num_row_groups == 1
+    wide = pa.table({"step": np.arange(20_000)})
+    bounds = durable.row_group_bounds(wide)
+    assert bounds[0] == 0 and bounds[-1] == 20_000 and len(bounds) > 2
+    assert all(stop - start >= durable.MIN_ROW_GROUP_ROWS for start, stop in zip(bounds[:-1], bounds[1:]))
+    durable.write_parquet_temp(wide, tmp_path / "w.parquet")
+    assert pq.read_table(tmp_path / "w.parquet").equals(wide)
 
 
 # -- live runs ------------------------------------------------------------------------------------

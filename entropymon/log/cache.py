@@ -38,6 +38,7 @@ class _Entry:
     version: tuple[int, int]  # (size, mtime_ns)
     schema: pa.Schema | None = None
     step_range: tuple[int, int] | None = None
+    group_ranges: list[tuple[int, int]] | None = None  # each row group's (min, max) step, None when unknown
     num_rows: int = 0
     first_row: int | None = None  # the footer's entropymon.first_row (None for older files)
     columns: dict[str, pa.ChunkedArray] = field(default_factory=dict)
@@ -53,16 +54,22 @@ def _first_row(schema: pa.Schema) -> int | None:
         return None
 
 
-def _step_range(metadata: pq.FileMetaData, schema: pa.Schema) -> tuple[int, int] | None:
+def _group_ranges(metadata: pq.FileMetaData, schema: pa.Schema) -> list[tuple[int, int]] | None:
+    """Each row group's (min, max) step from the footer's statistics; None when one lacks them."""
     index = schema.get_field_index(STEP_COLUMN)
-    low = high = None
+    ranges = []
     for group in range(metadata.num_row_groups):
         stats = metadata.row_group(group).column(index).statistics
         if stats is None or not stats.has_min_max:
             return None
-        low = stats.min if low is None else min(low, stats.min)
-        high = stats.max if high is None else max(high, stats.max)
-    return None if low is None else (int(low), int(high))
+        ranges.append((int(stats.min), int(stats.max)))
+    return ranges
+
+
+def _step_range(ranges: list[tuple[int, int]] | None) -> tuple[int, int] | None:
+    if not ranges:
+        return None
+    return min(low for low, _ in ranges), max(high for _, high in ranges)
 
 
 class FileTableCache:
@@ -146,6 +153,33 @@ class FileTableCache:
                 self._bytes += entry.nbytes
             self._evict()
 
+    def read_groups(self, path: Path, columns: list[str] | None, overlaps) -> pa.Table | None | bool:
+        """The file's ``columns`` from only the row groups whose step range ``overlaps(range)`` says
+        may hold a wanted step; False when the file is better read whole (it has one group, the
+        cache holds the columns already, or its groups' ranges are unknown); None when unreadable.
+
+        Why: a file of a long run spans many steps (one row group per ``durable.STEPS_PER_ROW_GROUP``
+        steps); a one-step read decodes the group holding the step instead of the file. What it
+        reads is not cached (it is one step's rows; the file's columns are cached by ``read``)."""
+        with self._lock:
+            entry = self._entry(path, [])
+            if entry.bad:
+                return None
+            if (entry.group_ranges is None or len(entry.group_ranges) < 2
+                    or all(name in entry.columns for name in _wanted(entry.schema, columns))):
+                return False
+            wanted = _wanted(entry.schema, columns)
+            groups = [i for i, span in enumerate(entry.group_ranges) if overlaps(span)]
+        with self._reads_lock:
+            self.reads += 1
+        try:
+            data = pq.ParquetFile(path, page_checksum_verification=True).read_row_groups(groups, columns=wanted)
+        except FileNotFoundError:
+            raise Vanished(str(path)) from None
+        except (OSError, pa.ArrowException, ValueError):
+            return False  # read() reads it whole, and warns as it should
+        return data.select(wanted)
+
     def read(self, path: Path, columns: list[str] | None = None) -> pa.Table | None:
         """The file's ``columns`` (all when None; keys always; absent ones left out), None when unreadable."""
         with self._lock:
@@ -210,7 +244,8 @@ class FileTableCache:
                                 f"(expected a {STEP_COLUMN!r} column, found {schema.names[:8]})")
                 return
             entry.schema = schema
-            entry.step_range = _step_range(parquet.metadata, schema)
+            entry.group_ranges = _group_ranges(parquet.metadata, schema)
+            entry.step_range = _step_range(entry.group_ranges)
             entry.num_rows = parquet.metadata.num_rows
             entry.first_row = _first_row(schema)
         missing = [n for n in _wanted(entry.schema, columns) if n not in entry.columns]
@@ -239,6 +274,11 @@ def _pool(workers: int) -> ThreadPoolExecutor:
             _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="entropymon-read",
                                              initializer=keep_signals_on_the_main_thread)
         return _POOLS[key]
+
+
+def read_pool() -> ThreadPoolExecutor:
+    """The long-lived pool the reader decodes files on (PRELOAD_THREADS threads)."""
+    return _pool(PRELOAD_THREADS)
 
 
 def _wanted(schema: pa.Schema, columns: list[str] | None) -> list[str]:

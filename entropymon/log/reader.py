@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from entropymon.errors import InputError, LogFormatError, RunNotFoundError
 from entropymon.log import meta as run_meta
-from entropymon.log.cache import TABLE_CACHE, Vanished
+from entropymon.log.cache import TABLE_CACHE, Vanished, read_pool
 from entropymon.log.layout import scan_table
 from entropymon.log.resolve import resolve_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, RUN_META_FILE, STEP_COLUMN, TABLES
@@ -237,15 +237,19 @@ def read_pieces(folder: Path, columns: list[str] | None = None, steps: _StepFilt
         pieces, skipped = [], None
         try:
             active = [(chunk, path) for chunk, path in scan_table(folder).active if rank is None or chunk.rank == rank]
-            # the files to read, decoded several at a time (with a step filter, those whose footer
-            # says they hold a wanted step: one file per rank of a 64-rank run holds every step)
-            TABLE_CACHE.preload([path for _, path in active
-                                 if steps is None or steps.overlaps(TABLE_CACHE.step_range(path))], columns)
+            wanted = [path for _, path in active if steps is None or steps.overlaps(TABLE_CACHE.step_range(path))]
+            # with a step filter, a file of many row groups gives those that may hold a wanted step
+            # (one file per rank of a 64-rank run holds every step); these are decoded several files
+            # at a time, and the rest of the files whose footer says they hold a wanted step too
+            groups = {} if steps is None else _read_groups(wanted, columns, steps)
+            TABLE_CACHE.preload([path for path in wanted if groups.get(path, False) is False], columns)
             for chunk, path in active:
                 if steps is not None and not steps.overlaps(TABLE_CACHE.step_range(path)):
                     skipped = skipped or path
                     continue
-                data = TABLE_CACHE.read(path, columns)
+                data = groups.get(path, False)
+                if data is False:
+                    data = TABLE_CACHE.read(path, columns)
                 if data is None:
                     continue
                 if steps is not None:
@@ -257,6 +261,15 @@ def read_pieces(folder: Path, columns: list[str] | None = None, steps: _StepFilt
             continue  # a compaction replaced files while we read: list the folder again
         return pieces
     return pieces
+
+
+def _read_groups(paths: list[Path], columns: list[str] | None, steps: _StepFilter) -> dict:
+    """{path: its rows from the row groups that may hold a wanted step, or False (read it whole)
+    or None (unreadable)} (``FileTableCache.read_groups``), several files at a time."""
+    def read(path: Path):
+        return TABLE_CACHE.read_groups(path, columns, steps.overlaps)
+
+    return dict(zip(paths, map(read, paths) if len(paths) < 2 else read_pool().map(read, paths)))
 
 
 def _empty_frame() -> pd.DataFrame:
