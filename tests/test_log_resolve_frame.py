@@ -41,9 +41,12 @@ def reference(data: pa.Table, arrow: bool, order) -> pd.DataFrame:
     return frame if order is None else frame.take(order).reset_index(drop=True)
 
 
+@pytest.mark.parametrize("threads", [True, False])
 @pytest.mark.parametrize("arrow", [True, False])
 @pytest.mark.parametrize("kind", ["none", "permute", "drop"])
-def test_the_frame_equals_to_pandas_then_take(arrow, kind):
+def test_the_frame_equals_to_pandas_then_take(arrow, kind, threads, monkeypatch):
+    # a big block is filled by two threads, half of the columns each
+    monkeypatch.setattr(resolve, "PARALLEL_BLOCK_BYTES", 0 if threads else 1 << 62)
     pieces = [wide_table(rows, seed) for seed, rows in enumerate((7, 1, 12))]
     data = pa.concat_tables([pieces[0], pieces[1], pieces[2].slice(0, 5), pieces[2].slice(5)])  # uneven chunks
     rng = np.random.default_rng(3)
