@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import log_child  # tests/ is on sys.path under pytest's default import mode
 from entropymon.errors import InputError, LogFormatError, RunNotFoundError
-from entropymon.log import durable
+from entropymon.log import durable, reader
 from entropymon.log.cache import TABLE_CACHE, FileTableCache
 from entropymon.log.reader import list_runs, read_run, read_table, table_steps
 from entropymon.log.writer import RunLog
@@ -290,6 +290,9 @@ def test_table_steps_are_the_steps_a_full_read_holds(tmp_path):
     assert table_steps(empty, "tokens").tolist() == []
     with pytest.raises(InputError, match="table: expected one of"):
         table_steps(run_path, "metrics")
+    # a file's steps out of order (a step revisited) take NumPy's unique
+    for values in ([3, 1, 3, 2], [1, 1, 2, 5], [], [4]):
+        assert reader._distinct(np.array(values, dtype=np.int64)).tolist() == sorted(set(values))
 
 
 def test_a_chunk_spanning_many_steps_is_cut_into_row_groups_and_a_step_read_decodes_only_its_group(

@@ -195,8 +195,16 @@ def table_steps(path, table: str) -> np.ndarray:
     if table not in TABLES:
         raise InputError(f"table: expected one of {TABLES}, got {table!r}")
     pieces = read_pieces(_run_folder(path) / table, [STEP_COLUMN])
-    found = [np.unique(piece.column(STEP_COLUMN).to_numpy()) for piece in pieces]
-    return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+    found = [_distinct(piece.column(STEP_COLUMN).to_numpy()) for piece in pieces]
+    return _distinct(np.sort(np.concatenate(found))).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)``; one pass when they are in order already (a file's steps usually are:
+    NumPy's hashing unique cost 0.15 s over 64 files of 40k rows)."""
+    if len(values) < 2 or bool((values[1:] >= values[:-1]).all()):
+        return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+    return np.unique(values)
 
 
 class _StepFilter:
