@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -44,7 +45,6 @@ from entropymon.log.writer import RunLog
 from entropymon.metrics import list_columns
 from entropymon.metrics.stats import (
     ENTROPY_HIST_EDGES,
-    STATS_CLASSES,
     CovStats,
     EntropyStats,
     EssStats,
@@ -53,7 +53,10 @@ from entropymon.metrics.stats import (
     combine_ranks,
     entropy_histogram,
 )
-from entropymon.registry import describe_metric
+
+# the per-step merge combine_ranks replaced is the tests' reference (tests/reference_combine.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference_combine import reference_combine_ranks  # noqa: E402
 
 
 def step_row(rng: np.random.Generator) -> dict:
@@ -175,40 +178,6 @@ def live_refreshes(run_path: Path, ranks: int, samples: int, rows: list[dict], r
             "step_metrics after it": float(np.median(metrics))}
 
 
-def reference_combine(frame: pd.DataFrame) -> pd.DataFrame:
-    """The per-step merge combine_ranks replaced (stats objects merged one step at a time)."""
-    out_rows = []
-    for _, group in frame.sort_values(["step", "rank"], kind="stable").groupby("step", sort=True):
-        records = group.drop(columns="rank").to_dict("records")
-        out = dict(records[0])
-        out["n_ranks"] = len(records)
-        for column in list(out):
-            info = describe_metric(column)
-            if column in ("step", "n_ranks") or info is None:
-                continue
-            values = [r[column] for r in records if not (np.isscalar(r[column]) and pd.isna(r[column]))]
-            if not values:
-                continue
-            if isinstance(values[0], (list, np.ndarray)):
-                out[column] = [int(v) for v in np.sum([np.asarray(v) for v in values], axis=0)]
-            elif info.merge == "sum":
-                out[column] = float(np.sum(values))
-            elif info.merge in ("max", "min"):
-                out[column] = float(getattr(np, info.merge)(values))
-            elif info.merge == "first":
-                out[column] = values[0]
-            else:
-                out[column] = float(np.mean(values))
-        for cls in STATS_CLASSES:
-            parts = [s for s in (cls.from_columns(r) for r in records) if s is not None]
-            if parts:
-                merged = cls.merged(parts)
-                out.update(merged.to_columns())
-                out.update(merged.compute())
-        out_rows.append(out)
-    return pd.DataFrame(out_rows)
-
-
 def rank_frame(rows: list[dict], ranks: int, steps: int) -> pd.DataFrame:
     """ranks x steps step rows as the reader returns them (lists as numpy arrays)."""
     template = pd.DataFrame(rows)
@@ -236,7 +205,7 @@ def combine_figures(rows: list[dict], ranks: int, steps: int, reference_steps: i
     seconds, cpu, combined = timed_cpu(lambda: combine_ranks(frame))
     pd.testing.assert_frame_equal(from_arrow, combined)  # the two paths give the same rows, exactly
     part = frame[frame["step"] < reference_steps]
-    reference_seconds, expected = timed(lambda: reference_combine(part))
+    reference_seconds, expected = timed(lambda: reference_combine_ranks(part))
     actual = combined[combined["step"] < reference_steps]
     worst = 0.0
     for column in expected.columns:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_combine import is_missing, reference_combine_ranks
 from scipy.special import logsumexp
 
 from entropymon.errors import InputError
@@ -228,54 +229,6 @@ def test_combine_ranks_requires_a_step_column():
 
 # --- the vectorised combine_ranks against the per-step merge it replaced ------------------------
 
-def reference_combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
-    """combine_ranks as it was before vectorising: merge the stats objects one step at a time."""
-    frame = steps.sort_values(["step", "rank"], kind="stable")
-    n_ranks = frame.groupby("step", sort=True)["rank"].transform("size")
-    single = frame[n_ranks == 1]
-    combined = []
-    for _, group in frame[n_ranks > 1].groupby("step", sort=True):
-        records = group.drop(columns="rank").to_dict("records")
-        out = dict(records[0])
-        out["n_ranks"] = len(records)
-        for column in out:
-            info = describe_metric(column)
-            if column in ("step", "n_ranks") or info is None:
-                continue
-            values = [r[column] for r in records if not _is_missing(r[column])]
-            out[column] = _reference_merge_values(values, info.merge, out[column])
-        for cls in STATS_CLASSES:
-            parts = [s for s in (cls.from_columns(r) for r in records) if s is not None]
-            if parts:
-                merged = cls.merged(parts)
-                out.update(merged.to_columns())
-                out.update(merged.compute())
-        combined.append(out)
-    result = single.drop(columns="rank").assign(n_ranks=1)
-    if combined:
-        result = pd.concat([result, pd.DataFrame(combined)], ignore_index=True)
-    result["n_ranks"] = result["n_ranks"].astype("int64")
-    return result.sort_values("step", kind="stable").reset_index(drop=True)
-
-
-def _is_missing(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return False
-    return bool(pd.isna(value))
-
-
-def _reference_merge_values(values, rule, lowest):
-    if not values:
-        return lowest
-    if rule == "first":
-        return values[0]
-    if isinstance(values[0], (list, tuple, np.ndarray)):
-        return [int(v) for v in np.sum([np.asarray(v) for v in values], axis=0)] if rule == "sum" else values[0]
-    return float({"sum": np.sum, "max": np.max, "min": np.min}.get(rule, np.mean)(values))
-
-
 def _random_rank_rows(seed: int, n_steps: int, n_ranks: int) -> pd.DataFrame:
     """Rows of real stats for ``n_steps`` steps and up to ``n_ranks`` ranks, with the messes of real logs:
     ranks that skipped a step, families some ranks lack, nulls, and columns without stat columns."""
@@ -310,8 +263,8 @@ def assert_frames_close(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
                 assert list(x) == list(y), column
             elif isinstance(y, str) or isinstance(x, str):
                 assert x == y, column
-            elif _is_missing(y):
-                assert _is_missing(x), (column, x)
+            elif is_missing(y):
+                assert is_missing(x), (column, x)
             else:
                 assert x == pytest.approx(y, rel=1e-12, abs=1e-12), (column, x, y)
 
