@@ -581,16 +581,13 @@ class _Groups:
 
 
 class _ArrowList:
-    """An Arrow-backed list column of the rows being combined: its validity, one matrix of it and
-    its plain form (one array per row), each made only when a path asks."""
+    """An Arrow-backed list column of the rows being combined: one matrix of it and its plain form
+    (one array per row), each made only when a path asks."""
 
     def __init__(self, column: pd.Series):
         self._column = column
         self._matrix: tuple[np.ndarray | None] | None = None
         self._plain: np.ndarray | None = None
-
-    def valid(self) -> np.ndarray:
-        return ~self._column.isna().to_numpy()
 
     def matrix(self) -> np.ndarray | None:
         if self._matrix is None:
