@@ -27,9 +27,12 @@ def arrow_lists(data_type: pa.DataType):
     return pd.ArrowDtype(data_type) if is_list_type(data_type) else None
 
 
-def is_arrow_list(column: pd.Series) -> bool:
-    dtype = column.dtype
+def _is_arrow_list_dtype(dtype) -> bool:
     return isinstance(dtype, pd.ArrowDtype) and is_list_type(dtype.pyarrow_dtype)
+
+
+def is_arrow_list(column: pd.Series) -> bool:
+    return _is_arrow_list_dtype(column.dtype)
 
 
 def chunks(column: pd.Series) -> pa.ChunkedArray:
@@ -45,8 +48,7 @@ def plain_values(column: pd.Series) -> np.ndarray:
 
 def arrow_list_names(frame: pd.DataFrame) -> list:
     """The frame's Arrow-backed list columns."""
-    return [name for name, dtype in frame.dtypes.items()
-            if isinstance(dtype, pd.ArrowDtype) and is_list_type(dtype.pyarrow_dtype)]
+    return [name for name, dtype in frame.dtypes.items() if _is_arrow_list_dtype(dtype)]
 
 
 def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
