@@ -165,10 +165,10 @@ class FileTableCache:
             entry = self._entry(path, [])
             if entry.bad:
                 return None
-            if (entry.group_ranges is None or len(entry.group_ranges) < 2
-                    or all(name in entry.columns for name in _wanted(entry.schema, columns))):
-                return False
             wanted = _wanted(entry.schema, columns)
+            if (entry.group_ranges is None or len(entry.group_ranges) < 2
+                    or all(name in entry.columns for name in wanted)):
+                return False
             groups = [i for i, span in enumerate(entry.group_ranges) if overlaps(span)]
         with self._reads_lock:
             self.reads += 1
