@@ -29,7 +29,7 @@ before the step it reports (trailing means, running maxima, baselines taken from
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -377,9 +377,7 @@ class EntropyTrends:
     def at(self, k: int) -> EntropyTrend | None:
         if not np.isfinite(self.slope[k]) or not self.start_level[k] > 0:
             return None
-        return EntropyTrend(int(self.n[k]), *(float(getattr(self, name)[k]) for name in
-                                              ("n_effective", "lag1", "slope", "slope_low", "slope_high",
-                                               "start_level", "fall", "fall_low", "fall_high")))
+        return EntropyTrend(int(self.n[k]), *(float(getattr(self, f.name)[k]) for f in fields(EntropyTrend)[1:]))
 
 
 TREND_BLOCK = 256  # windows whose sums share one prefix sum (see entropy_trends)
@@ -404,7 +402,7 @@ def entropy_trends(steps: np.ndarray, values: np.ndarray, first: np.ndarray, sto
         end = int(max(base + 1, hi.max()))
         parts.append(_trend_block(steps[base:end], values[base:end], lo - base, hi - base, confidence))
     if not parts:
-        return EntropyTrends(*(np.empty(0) for _ in range(10)))
+        return EntropyTrends(*(np.empty(0) for _ in fields(EntropyTrends)))
     return EntropyTrends(*(np.concatenate(columns) for columns in zip(*parts)))
 
 
@@ -413,7 +411,7 @@ def _trend_block(steps: np.ndarray, values: np.ndarray, first: np.ndarray, stop:
     """``entropy_trends``' fields (as a tuple) for windows inside ``steps``, from centred prefix sums."""
     n = (stop - first).astype(np.float64)
     if steps.size == 0:
-        return tuple(np.full(n.shape, np.nan) for _ in range(10))
+        return tuple(np.full(n.shape, np.nan) for _ in fields(EntropyTrends))
     x = steps - 0.5 * (steps[0] + steps[-1])
     y = values - values.mean()
     head, last = np.minimum(first, steps.size - 1), np.clip(stop - 1, 0, steps.size - 1)
