@@ -95,18 +95,23 @@ def first_index(flags: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def fell_below_baseline(s: Series, fraction: float, start_points: int) -> tuple[int, Baseline, float] | None:
-    """The first point whose trailing mean is below ``fraction`` of the series' start (the mean of its
-    first ``start_points`` points), never one inside that baseline: (index, baseline, limit), or None
-    when it never falls there or the start is not positive (nothing to be a fraction of)."""
-    base = baseline(s, start_points)
+def fell_below_baseline(s: Series, p: dict, unit: str = "") -> tuple[int, str, dict] | None:
+    """The first point whose trailing mean (over ``p["window"]``) is below ``p["threshold"]`` of the
+    series' start (the mean of its first ``p["start_points"]`` points), never one inside that baseline:
+    (index, words saying so from the value on, their evidence), or None when it never falls there or
+    the start is not positive (nothing to be a fraction of). ``unit`` follows the value in the words."""
+    base = baseline(s, p["start_points"])
     if base.value <= 0:
         return None
-    limit = fraction * base.value
+    limit = p["threshold"] * base.value
     flags = s.smoothed < limit
     flags[: base.n] = False
     i = first_index(flags)
-    return None if i is None else (i, base, limit)
+    if i is None:
+        return None
+    words = (f"{s.smoothed[i]:.3g}{unit} at step {s.steps[i]:g} (mean of the last {p['window']} points), "
+             f"below {p['threshold']:.0%} of its start {base.words}")
+    return i, words, {"value": s.smoothed[i], "threshold": limit, **base.to_dict()}
 
 
 def full_window(flags: np.ndarray, window: int) -> np.ndarray:
@@ -198,14 +203,13 @@ def entropy_collapse(ctx: RuleContext, p: dict) -> Alert | None:
     s = entropy_series(ctx, p["start_points"] + 1, p["window"])
     if s is None:
         return None
-    fell = fell_below_baseline(s, p["threshold"], p["start_points"])
+    fell = fell_below_baseline(s, p, " nats")
     if fell is None:
         return None
-    i, base, limit = fell
-    message = (f"Entropy ({s.column}) fell to {s.smoothed[i]:.3g} nats at step {s.steps[i]:g} (mean of the last "
-               f"{p['window']} points), below {p['threshold']:.0%} of its start {base.words}.")
+    i, words, numbers = fell
+    message = f"Entropy ({s.column}) fell to {words}."
     why, cov = covariance_evidence(ctx.frame, s.steps[i])
-    evidence = {"column": s.column, "value": s.smoothed[i], "threshold": limit, **base.to_dict(), **cov}
+    evidence = {"column": s.column, **numbers, **cov}
     if why:
         evidence["text_why"] = why
     return _alert("entropy_collapse", "warning", s.steps[i], s.steps[i], message + (" " + why if why else ""),
@@ -587,14 +591,13 @@ def pass_at_k_converging(ctx: RuleContext, p: dict) -> Alert | None:
     s = series(gap_frame, "gap", p["window"])
     if s.values.size <= p["start_points"]:
         return None
-    fell = fell_below_baseline(s, p["threshold"], p["start_points"])
+    fell = fell_below_baseline(s, p)
     if fell is None:
         return None
-    i, base, limit = fell
-    message = (f"pass@{k} - pass@1 shrank to {s.smoothed[i]:.3g} at step {s.steps[i]:g} (mean of the last {p['window']} "
-               f"points), below {p['threshold']:.0%} of its start {base.words}: the samples of a prompt are becoming "
-               "copies of each other, so extra samples no longer find new answers.")
-    evidence = {"k": k, "value": s.smoothed[i], "threshold": limit, **base.to_dict()}
+    i, words, numbers = fell
+    message = (f"pass@{k} - pass@1 shrank to {words}: the samples of a prompt are becoming copies of each other, so "
+               "extra samples no longer find new answers.")
+    evidence = {"k": k, **numbers}
     return _alert("pass_at_k_converging", "warning", s.steps[i], s.steps[i], message, evidence, "diversity")
 
 
