@@ -164,23 +164,17 @@ def test_plateau_fires_on_a_steady_fall_under_noise_and_reports_the_fitted_fall_
     lo, hi = alert.evidence["window_steps"]
     assert hi == alert.step and hi - lo == 90 and 150 <= alert.step <= 300
     inside = frame[(frame.step >= lo) & (frame.step <= hi)]
-    x, y = inside["step"].to_numpy(), inside["entropy_mean"].to_numpy()
-    # least squares by numpy's polyfit (its covariance: residual variance over n - 2), not scipy
-    (slope, intercept), cov = np.polyfit(x, y, 1, cov=True)
-    start = intercept + slope * lo
+    want = _trend_by_polyfit(inside["step"].to_numpy(), inside["entropy_mean"].to_numpy(), 0.9)
+    slope, low, high, start = want["slope"], want["low"], want["high"], want["start"]
     assert alert.evidence["entropy_points"] == 91
     assert alert.evidence["entropy_slope"] == pytest.approx(slope)
     assert alert.evidence["entropy_start"] == pytest.approx(start)
     assert alert.evidence["entropy_fall"] == pytest.approx(-slope * 90 / start) and alert.evidence["entropy_fall"] > 0.1
     # the interval: the standard error widened for the residuals' lag-1 autocorrelation (Santer et al. 2000)
-    e = y - (intercept + slope * x)
-    r = max(e[:-1] @ e[1:] / (e @ e), 0)
-    n_eff = 91 * (1 - r) / (1 + r)
-    half = stats.t.ppf(0.95, n_eff - 2) * np.sqrt(cov[0, 0] * 89 / (n_eff - 2))
-    assert alert.evidence["entropy_points_effective"] == pytest.approx(n_eff)
-    assert alert.evidence["entropy_slope_interval"] == pytest.approx([slope - half, slope + half])
-    assert alert.evidence["entropy_fall_interval"] == pytest.approx([-(slope + half) * 90 / start, -(slope - half) * 90 / start])
-    assert slope - half < -0.0008 < slope + half < 0  # the true slope is inside, 0 is not
+    assert alert.evidence["entropy_points_effective"] == pytest.approx(want["n_eff"])
+    assert alert.evidence["entropy_slope_interval"] == pytest.approx([low, high])
+    assert alert.evidence["entropy_fall_interval"] == pytest.approx([-high * 90 / start, -low * 90 / start])
+    assert low < -0.0008 < high < 0  # the true slope is inside, 0 is not
     assert f"falls {alert.evidence['entropy_fall']:.0%}" in alert.message and "90% interval" in alert.message
 
 
@@ -204,8 +198,10 @@ def test_the_trend_interval_is_calibrated_on_autocorrelated_noise():
 
 
 def _trend_by_polyfit(x, y, confidence):
-    """One window's trend computed directly on its points (numpy's polyfit, not the prefix sums), about
-    the window's mean step: polyfit's covariance on raw steps near 1e6 is itself off by 1e-6."""
+    """One window's trend computed directly on its points, not from the rule's prefix sums: least squares
+    by numpy's polyfit (its covariance: residual variance over n - 2), not scipy, about the window's
+    mean step (polyfit's covariance on raw steps near 1e6 is itself off by 1e-6); the slope's standard
+    error widened for the residuals' lag-1 autocorrelation (Santer et al. 2000)."""
     centre = x.mean()
     (slope, intercept), cov = np.polyfit(x - centre, y, 1, cov=True)
     intercept -= slope * centre
@@ -215,7 +211,8 @@ def _trend_by_polyfit(x, y, confidence):
     n_eff = n * (1 - r) / (1 + r)
     half = stats.t.ppf(0.5 + confidence / 2, n_eff - 2) * np.sqrt(cov[0, 0] * (n - 2) / (n_eff - 2)) if n_eff > 2 else np.inf
     start = intercept + slope * x[0]
-    return slope, slope - half, slope + half, start, -slope * (x[-1] - x[0]) / start
+    return {"slope": slope, "low": slope - half, "high": slope + half, "start": start, "n_eff": n_eff,
+            "fall": -slope * (x[-1] - x[0]) / start}
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e6])
@@ -235,12 +232,13 @@ def test_entropy_trends_of_many_windows_equal_a_fit_of_each_window_on_its_own_po
     trends = entropy_trends(steps, values, first, stop, 0.9)
     for k in range(0, stop.size, 13):
         x, y = steps[first[k]:stop[k]], values[first[k]:stop[k]]
-        slope, low, high, start, fall = _trend_by_polyfit(x, y, 0.9)
+        want = _trend_by_polyfit(x, y, 0.9)
         got = trends.at(k)
         assert got.n == x.size
-        assert got.slope == pytest.approx(slope, rel=1e-9, abs=1e-15)
-        assert [got.slope_low, got.slope_high] == pytest.approx([low, high], rel=1e-9)
-        assert got.start_level == pytest.approx(start, rel=1e-9) and got.fall == pytest.approx(fall, rel=1e-8, abs=1e-12)
+        assert got.slope == pytest.approx(want["slope"], rel=1e-9, abs=1e-15)
+        assert [got.slope_low, got.slope_high] == pytest.approx([want["low"], want["high"]], rel=1e-9)
+        assert got.start_level == pytest.approx(want["start"], rel=1e-9)
+        assert got.fall == pytest.approx(want["fall"], rel=1e-8, abs=1e-12)
         assert entropy_trend(x, y, 0.9).slope_high == pytest.approx(got.slope_high, rel=1e-9)
 
 
