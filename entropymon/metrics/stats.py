@@ -119,6 +119,11 @@ class _Stats:
     def __eq__(self, other) -> bool:
         return type(self) is type(other) and self.to_columns() == other.to_columns()
 
+    def merge(self, other):
+        """The stats of both parts: field by field sums, for a family whose every field is a count or a
+        sum (a family with a maximum, a minimum or a shift merges those itself)."""
+        return type(self)(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
     @classmethod
     def merged(cls, items):
         """All items merged into one (the empty stats when there are none)."""
@@ -238,9 +243,6 @@ class CovStats(_Stats):
     top_0_02pct_n: int = 0
     top_0_2pct_sum: float = 0.0
     top_0_2pct_n: int = 0
-
-    def merge(self, other: CovStats) -> CovStats:
-        return CovStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def compute(self) -> dict[str, float]:
         if not self.n:
@@ -374,10 +376,6 @@ class KlModeStats(_Stats):
     sum_entropy: float = 0.0
     sum_modes: float = 0.0
 
-    def merge(self, other: KlModeStats) -> KlModeStats:
-        return KlModeStats(self.n_groups + other.n_groups, self.sum_entropy + other.sum_entropy,
-                           self.sum_modes + other.sum_modes)
-
     def compute(self) -> dict[str, float]:
         if not self.n_groups:
             return {}
@@ -415,9 +413,6 @@ class DhStats(_Stats):
     top_0_02pct_n: int = 0
     top_0_2pct_sum: float = 0.0
     top_0_2pct_n: int = 0
-
-    def merge(self, other: DhStats) -> DhStats:
-        return DhStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def compute(self) -> dict[str, float]:
         if not self.n:
