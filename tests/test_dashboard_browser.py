@@ -40,6 +40,16 @@ TRACE_NAMES = """id => {
   const gd = document.querySelector('#' + CSS.escape(id) + ' .js-plotly-plot');
   return gd && gd._fullData ? gd._fullData.filter(t => t.showlegend !== false).map(t => t.name) : [];
 }"""
+# the class of the first ancestor that clips the table's tooltip (overflow not visible), or null
+TOOLTIP_CLIPPED_BY = """() => {
+  const t = document.querySelector('.dash-tooltip'), r = t.getBoundingClientRect();
+  for (let e = t.parentElement; e && e !== document.body; e = e.parentElement) {
+    const s = getComputedStyle(e), b = e.getBoundingClientRect();
+    if ((s.overflowX !== 'visible' || s.overflowY !== 'visible') && (r.bottom > b.bottom + 1 || r.top < b.top - 1
+        || r.left < b.left - 1 || r.right > b.right + 1)) return e.className || e.tagName;
+  }
+  return null;
+}"""
 MAX_STEP = """id => {
   const gd = document.querySelector('#' + CSS.escape(id) + ' .js-plotly-plot');
   if (!gd || !gd._fullData) return -1;
@@ -140,6 +150,10 @@ def test_the_health_badge_and_the_alerts_panel_say_what_is_wrong_and_what_to_try
     tooltip = page.locator(".dash-tooltip")
     tooltip.wait_for()
     assert alerts[0].rule in tooltip.inner_text() or alerts[0].message[:40] in tooltip.inner_text()
+    # no ancestor cuts the tooltip off (dcc.Tabs clips its content), and it lets the pointer through
+    # to the badges of the rows it covers
+    assert page.evaluate(TOOLTIP_CLIPPED_BY) is None
+    assert tooltip.evaluate("t => getComputedStyle(t).pointerEvents") == "none"
     page.screenshot(path=str(SCREENSHOTS / "runs_health.png"), full_page=True)
 
     open_tab(page, "Run view")
