@@ -80,6 +80,20 @@ def change(start, end) -> str:
     return f"{number(start)} → {number(end)}"
 
 
+def law_formula(a, b) -> str:
+    """The fitted law ``R = -a·e^H + b`` with its signs folded in (a legend's words): a = 0.33,
+    b = 1.2 read ``R = -0.33·e^H + 1.2``; a = -0.076, b = -0.07 read ``R = 0.076·e^H - 0.07``
+    (not ``R = --0.076·e^H + -0.07``)."""
+    def magnitude(value) -> str:
+        return number(abs(float(value))) if value is not None else MISSING
+
+    def negative(value) -> bool:
+        return value is not None and float(value) < 0
+
+    slope = magnitude(a) if negative(a) else f"-{magnitude(a)}"
+    return f"R = {slope}·e^H {'-' if negative(b) else '+'} {magnitude(b)}"
+
+
 def health_of(severities) -> str:
     """"healthy", "warning" or "critical": the worst of ``severities`` (info counts as healthy)."""
     severities = set(severities)

@@ -76,6 +76,30 @@ def test_law_figure_marks_an_untrusted_ceiling_as_not_a_prediction():
     assert ceiling.marker.symbol == "diamond-open" and "not a prediction" in ceiling.name
 
 
+def test_law_legends_fold_the_signs_of_a_and_b_into_the_formula():
+    """A negative a (performance rising with entropy, as on grpo-adaptive-ent0.55) read
+    "R = --0.0761·e^H + 0.661" in the legends of the report and the dashboard's law panel."""
+    from entropymon.display import law_formula
+    from entropymon.figures.law import law_scatter_figure
+
+    assert law_formula(0.333, 1.25) == "R = -0.333·e^H + 1.25"
+    assert law_formula(-0.0761, 0.661) == "R = 0.0761·e^H + 0.661"
+    assert law_formula(0.5, -0.07) == "R = -0.5·e^H - 0.07"
+    points = pd.DataFrame({"entropy": [0.2, 0.4, 0.6], "performance": [0.5, 0.55, 0.6]})
+    law = {"a": -0.0761, "b": 0.661, "ceiling": 0.585, "ceiling_ci": (0.5, 0.6), "trustworthy": False}
+    assert figures.law_figure({"r": points}, {"r": law}).data[1].name == "r: R = 0.0761·e^H + 0.661"
+
+    class Fit:  # what law_scatter_figure reads of a LawFit
+        entropy, performance, steps, performance_column = [0.2, 0.4, 0.6], [0.5, 0.55, 0.6], None, "R"
+        a, b, ceiling, ceiling_ci = -0.0761, 0.661, 0.585, (0.5, 0.6)
+
+        def predict(self, h):
+            return self.b - self.a * np.exp(h)
+
+    names = [trace.name for trace in law_scatter_figure(Fit()).data]
+    assert "fit: R = 0.0761·e^H + 0.661" in names and not any("--" in name for name in names)
+
+
 def test_dynamics_figure_plots_minus_eta_times_covariance_against_observed_dh():
     table = pd.DataFrame({"dH": [-0.02, -0.01, 0.0], "cov_logp_adv": [0.05, 0.02, -0.01]})
     figure = figures.dynamics_figure({"r": table}, {"r": {"cov_logp_adv": 0.4}})

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from entropymon.display import run_color
+from entropymon.display import law_formula, run_color
 from entropymon.figures.downsample import minmax_indices
 from entropymon.figures.style import empty_figure, scatter_class, styled
 
@@ -42,7 +42,7 @@ def law_scatter_figure(fit, early=None, title: str = "Performance against entrop
         customdata=steps, hovertemplate="H %{x:.4f} nats<br>R %{y:.4f}<br>step %{customdata}<extra></extra>",
     ))
     grid = np.linspace(0.0, max(float(np.max(h)), 1e-6) * 1.05, CURVE_POINTS)
-    fig.add_trace(go.Scatter(x=grid, y=fit.predict(grid), mode="lines", name=f"fit: R = -{fit.a:.3g}·e^H + {fit.b:.3g}",
+    fig.add_trace(go.Scatter(x=grid, y=fit.predict(grid), mode="lines", name=f"fit: {law_formula(fit.a, fit.b)}",
                              line={"color": run_color(1), "width": 2}))
     if early is not None:
         fig.add_trace(go.Scatter(x=grid, y=early.fit.predict(grid), mode="lines",

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from entropymon.display import run_colors
+from entropymon.display import law_formula, run_colors
 from entropymon.figures.style import LEGEND, light_template
 from entropymon.registry import COVARIANCE_LABELS, PASS_AT_K, PREDICTOR_LABELS, PREDICTOR_SIGN, pass_at_k_columns
 
@@ -88,7 +88,7 @@ def law_figure(points: Mapping[str, pd.DataFrame], laws: Mapping[str, Mapping]) 
         top = float(np.nanmax(frame["entropy"])) if len(frame) else 1.0
         grid = np.linspace(0.0, max(top, 1e-6), 200)  # (200,) nats
         figure.add_trace(go.Scatter(x=grid, y=law["b"] - law["a"] * np.exp(grid), mode="lines",
-                                    line={"color": color}, name=f"{name}: R = -{law['a']:.3g}·e^H + {law['b']:.3g}",
+                                    line={"color": color}, name=f"{name}: {law_formula(law['a'], law['b'])}",
                                     legendgroup=name))
         ceiling = law.get("ceiling")
         if ceiling is None or not np.isfinite(ceiling):
