@@ -263,6 +263,8 @@ def test_detail_panels_draw_data_for_a_full_run(logdir):
     assert all(len(fig.data) > 0 for fig in figures), [fig.layout.title.text for fig in figures if not fig.data]
     trusted, verdict, held_out, scatter, early, curve = panels.law_panel(store, "grpo-a")
     assert verdict and "RMSE" in held_out
+    # the skill of the one early cut is named as such: the verdict above it gives the backtest skill
+    assert "held-out skill" in held_out and "held-out skill" in early.layout.title.text
     assert len(scatter.data) >= 3 and len(early.data) >= 2 and len(curve.data) == 3
 
 

@@ -77,7 +77,7 @@ def prediction_figure(early, title: str = "Early prediction vs what happened", *
                                      name=f"{name.replace('_', ' ')} (RMSE {early.baseline_rmse[name]:.3g})",
                                      line={"color": run_color(2 + i), "width": 1, "dash": "dot"}))
     fig.add_vline(x=early.cut_step, line={"color": "#888", "dash": "dash"})
-    styled(fig, f"{title} (fit on steps <= {early.cut_step:g}, skill {early.skill:.2f})",
+    styled(fig, f"{title} (fit on steps <= {early.cut_step:g}, held-out skill {early.skill:.2f})",
            uirevision=uirevision, y_title=early.fit.performance_column or "R")
     y_range = padded_range(table[["actual", "law"]].to_numpy(np.float64))
     if y_range is not None:  # a naive trend running off the chart must not flatten what it is scored on
