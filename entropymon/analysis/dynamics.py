@@ -191,10 +191,10 @@ def _bootstrap(x: np.ndarray, y: np.ndarray, n_bootstrap: int, rng) -> tuple[tup
     """Percentile intervals of Pearson r and the through-origin slope over resampled (x, y) pairs."""
     if n_bootstrap < 1 or x.size < MIN_PAIRS:
         return (math.nan, math.nan), (math.nan, math.nan)
-    index = rng.integers(0, x.size, size=(n_bootstrap, x.size))  # (R, m)
     r, slope = np.empty(n_bootstrap), np.empty(n_bootstrap)
     for rows in bootstrap_blocks(n_bootstrap, x.size):
-        xs, ys = x[index[rows]], y[index[rows]]
+        index = rng.integers(0, x.size, size=(rows.stop - rows.start, x.size))  # the stream as one (R, m) draw
+        xs, ys = x[index], y[index]
         xc, yc = xs - xs.mean(1, keepdims=True), ys - ys.mean(1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             r[rows] = (xc * yc).sum(1) / np.sqrt((xc * xc).sum(1) * (yc * yc).sum(1))

@@ -382,11 +382,11 @@ def _bootstrap_intervals(x, r, n_bootstrap, ci, seed):
     if n_bootstrap == 0:
         return nan_interval, nan_interval, nan_interval
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, x.size, size=(n_bootstrap, x.size))  # (B, n)
     spread = 1e-12 * float(((x - x.mean()) ** 2).sum())
     slope, intercept = np.empty(n_bootstrap), np.empty(n_bootstrap)
     for rows in bootstrap_blocks(n_bootstrap, x.size):
-        xs, rs = x[index[rows]], r[index[rows]]  # (b, n)
+        index = rng.integers(0, x.size, size=(rows.stop - rows.start, x.size))  # the stream as one (B, n) draw
+        xs, rs = x[index], r[index]  # (b, n)
         x_mean = xs.mean(axis=1, keepdims=True)
         dx = xs - x_mean  # (b, n)
         sxx = np.einsum("bn,bn->b", dx, dx)  # (b,)
