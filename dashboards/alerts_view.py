@@ -101,20 +101,80 @@ def _evidence_text(numbers: dict, indent: str = "") -> str:
     return "\n".join(lines)
 
 
+# the curves whose column the user picks (Entropy / Performance dropdowns): an alert about another
+# column says which (the plateau of eval_accuracy drawn on reward_mean's curve read as a contradiction)
+COLUMN_GRAPHS = ("entropy-curves", "performance-curves")
+# an alert's label (10 px text left of its line) is about this share of a half-width plot per character:
+# labels closer than their width go one row lower instead of printing over each other
+LABEL_CHAR_SPAN = 0.011
+LABEL_ROW_PX = 12
+
+
+def alert_label(alert: dict, graph_id: str, shown: str = "") -> str:
+    """The rule's name; on a curve of a picked column that is not the alert's, the alert's column too."""
+    label = alert["rule"]
+    column = (alert.get("evidence") or {}).get("column")
+    if graph_id in COLUMN_GRAPHS and column and shown and column not in shown:
+        label += f" ({column})"
+    return label
+
+
+def _shown_text(figure) -> str:
+    """The figure's title and y-axis title: which column it draws."""
+    layout = figure.layout
+    return " ".join(str(t or "") for t in (layout.title.text, layout.yaxis.title.text))
+
+
+def _x_span(figure, steps) -> float:
+    """The width of the figure's x data (the alert steps included), for spacing the labels."""
+    import numpy as np
+
+    values = [np.asarray(steps, dtype=np.float64)]
+    for trace in figure.data:
+        x = getattr(trace, "x", None)
+        if x is not None:
+            try:
+                values.append(np.asarray(x, dtype=np.float64).ravel())
+            except (TypeError, ValueError):
+                continue
+    values = np.concatenate(values)
+    values = values[np.isfinite(values)]
+    span = float(values.max() - values.min()) if values.size else 0.0
+    return span if span > 0 else 1.0
+
+
+def label_rows(steps, labels, span: float) -> list[int]:
+    """The row (0 at the top) of each label (``steps`` in order): a label written left of its line
+    goes below any label it would overlap, so close alerts stay readable."""
+    rows, placed = [], []
+    for step, label in zip(steps, labels):
+        width = len(label) * LABEL_CHAR_SPAN * span
+        row = 0
+        while any(r == row and abs(step - s) < max(width, w) for s, r, w in placed):
+            row += 1
+        placed.append((step, row, width))
+        rows.append(row)
+    return rows
+
+
 def mark_alerts(figure, alerts: list[dict], graph_id: str):
     """A copy of ``figure`` with a dashed vertical line (and the rule's name) at each alert step that
-    belongs on ``graph_id``; ``figure`` itself is left alone (panels cache their figures)."""
+    belongs on ``graph_id``; ``figure`` itself is left alone (panels cache their figures). Labels of
+    close alerts are stacked, not printed over each other."""
     import plotly.graph_objects as go
 
-    marks = [a for a in alerts or [] if graph_id in PLOT_GRAPHS.get(a.get("plot"), ())]
+    marks = sorted((a for a in alerts or [] if graph_id in PLOT_GRAPHS.get(a.get("plot"), ())),
+                   key=lambda a: a["step"])
     if not marks:
         return figure
     figure = go.Figure(figure)
-    for alert in marks:
-        if graph_id not in PLOT_GRAPHS.get(alert.get("plot"), ()):
-            continue
+    shown = _shown_text(figure)
+    labels = [alert_label(a, graph_id, shown) for a in marks]
+    rows = label_rows([a["step"] for a in marks], labels, _x_span(figure, [a["step"] for a in marks]))
+    for alert, label, row in zip(marks, labels, rows):
         color = SEVERITY_COLORS.get(alert["severity"], "#555")
         figure.add_vline(x=alert["step"], line_dash="dash", line_color=color, line_width=1.5,
-                         annotation_text=alert["rule"], annotation_position="top left",
-                         annotation_font_color=color, annotation_font_size=10)
+                         annotation_text=label, annotation_position="top left", annotation_yshift=-LABEL_ROW_PX * row,
+                         annotation_font_color=color, annotation_font_size=10,
+                         annotation_bgcolor="rgba(255,255,255,0.8)")
     return figure

@@ -377,3 +377,30 @@ def _strings(component) -> list[str]:
         return [text for child in component for text in _strings(child)]
     children = getattr(component, "children", None)
     return [] if children is None else _strings(children)
+
+
+def test_alert_markers_stack_close_labels_and_name_a_column_the_curve_does_not_show():
+    """Two runs' entropy_collapse alerts 15 steps apart printed their labels over each other, and a
+    plateau of eval_accuracy was marked on the reward_mean curve as a bare "plateau"."""
+    import plotly.graph_objects as go
+
+    from entropymon_dashboard.alerts_view import mark_alerts
+
+    def alert(rule, step, plot, column):
+        return {"rule": rule, "severity": "warning", "step": step, "plot": plot, "evidence": {"column": column}}
+
+    curve = go.Figure(go.Scatter(x=np.arange(501), y=np.zeros(501)))
+    curve.update_layout(title="Performance: reward_mean", yaxis_title="reward_mean (reward)")
+    alerts = [alert("plateau", 300.0, "performance", "eval_accuracy"), alert("plateau", 240.0, "performance", "eval_accuracy"),
+              alert("entropy_collapse", 440.0, "entropy", "entropy_mean")]
+    marked = mark_alerts(curve, alerts, "performance-curves")
+    assert len(curve.layout.annotations) == 0  # the cached figure is left alone
+    labels = sorted((a.x, a.text, a.yshift or 0) for a in marked.layout.annotations)
+    assert [(x, text) for x, text, _ in labels] == [(240.0, "plateau (eval_accuracy)"), (300.0, "plateau (eval_accuracy)")]
+    assert labels[0][2] != labels[1][2]  # one row each: 60 steps of 500 is less than the label's width
+
+    entropy = go.Figure(go.Scatter(x=np.arange(501), y=np.zeros(501)))
+    entropy.update_layout(title="Policy entropy: entropy_mean", yaxis_title="entropy_mean (nats)")
+    far = [alert("entropy_collapse", 100.0, "entropy", "entropy_mean"), alert("entropy_collapse", 440.0, "entropy", "entropy_mean")]
+    texts = [(a.text, a.yshift or 0) for a in mark_alerts(entropy, far, "entropy-curves").layout.annotations]
+    assert texts == [("entropy_collapse", 0), ("entropy_collapse", 0)]  # the column it shows; far apart: one row
