@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dash import html
 
-from entropymon.display import number
+from entropymon.display import label_rows, number
 
 HEALTH_COLORS = {"healthy": "#2e7d32", "warning": "#b26a00", "critical": "#c62828", "broken": "#555"}
 SEVERITY_COLORS = {"info": "#1565c0", "warning": HEALTH_COLORS["warning"], "critical": HEALTH_COLORS["critical"]}
@@ -104,10 +104,7 @@ def _evidence_text(numbers: dict, indent: str = "") -> str:
 # the curves whose column the user picks (Entropy / Performance dropdowns): an alert about another
 # column says which (the plateau of eval_accuracy drawn on reward_mean's curve read as a contradiction)
 COLUMN_GRAPHS = ("entropy-curves", "performance-curves")
-# an alert's label (10 px text left of its line) is about this share of a half-width plot per character:
-# labels closer than their width go one row lower instead of printing over each other
-LABEL_CHAR_SPAN = 0.011
-LABEL_ROW_PX = 12
+LABEL_ROW_PX = 12  # one row of stacked alert labels (display.label_rows)
 
 
 def alert_label(alert: dict, graph_id: str, shown: str = "") -> str:
@@ -141,20 +138,6 @@ def _x_span(figure, steps) -> float:
     values = values[np.isfinite(values)]
     span = float(values.max() - values.min()) if values.size else 0.0
     return span if span > 0 else 1.0
-
-
-def label_rows(steps, labels, span: float) -> list[int]:
-    """The row (0 at the top) of each label (``steps`` in order): a label written left of its line
-    goes below any label it would overlap, so close alerts stay readable."""
-    rows, placed = [], []
-    for step, label in zip(steps, labels):
-        width = len(label) * LABEL_CHAR_SPAN * span
-        row = 0
-        while any(r == row and abs(step - s) < max(width, w) for s, r, w in placed):
-            row += 1
-        placed.append((step, row, width))
-        rows.append(row)
-    return rows
 
 
 def mark_alerts(figure, alerts: list[dict], graph_id: str):

@@ -94,6 +94,26 @@ def law_formula(a, b) -> str:
     return f"R = {slope}·e^H {'-' if negative(b) else '+'} {magnitude(b)}"
 
 
+# an alert marker's label (10 px text left of its dashed line) takes about this share of a plot's
+# x span per character; labels closer than that are stacked (``label_rows``)
+LABEL_CHAR_SPAN = 0.011
+
+
+def label_rows(steps, labels, span: float, char_span: float = LABEL_CHAR_SPAN) -> list[int]:
+    """The row (0 at the top) of each alert label, ``steps`` in order and ``span`` the plot's x
+    width: a label written left of its line goes below any label it would overlap, so close alerts
+    (two runs' collapses 15 steps apart) stay readable instead of printing over each other."""
+    rows, placed = [], []
+    for step, label in zip(steps, labels):
+        width = len(label) * char_span * span
+        row = 0
+        while any(r == row and abs(step - s) < max(width, w) for s, r, w in placed):
+            row += 1
+        placed.append((step, row, width))
+        rows.append(row)
+    return rows
+
+
 def health_of(severities) -> str:
     """"healthy", "warning" or "critical": the worst of ``severities`` (info counts as healthy)."""
     severities = set(severities)
