@@ -49,6 +49,28 @@ def test_curves_figure_draws_each_runs_entropy_and_performance_as_given():
     assert by_name["one"].line.color != by_name["two"].line.color
 
 
+def test_curves_figure_marks_each_runs_alerts_on_its_plot_and_names_the_performance_column():
+    """The report's curves said neither where an alert fired (the dashboard draws a dashed line)
+    nor which column "performance" is."""
+    one, two = law_run(seed=0), law_run(seed=1)
+    alerts = {"one": [{"rule": "entropy_collapse", "step": 40.0, "plot": "entropy"},
+                      {"rule": "plateau", "step": 30.0, "plot": "performance"},
+                      {"rule": "zero_variance", "step": 20.0, "plot": "groups"}],  # not a curve: the table has it
+              "two": [{"rule": "entropy_collapse", "step": 42.0, "plot": "entropy"}]}
+    figure = figures.curves_figure({"one": one, "two": two}, {"one": "reward_mean", "two": "reward_mean"},
+                                   alerts=alerts)
+    assert "performance (reward_mean)" in [a.text for a in figure.layout.annotations]
+    marks = sorted((a.x, a.text, a.yref, a.yshift or 0) for a in figure.layout.annotations if a.x in (30.0, 40.0, 42.0))
+    assert [(x, text) for x, text, _, _ in marks] == [(30.0, "plateau (one)"), (40.0, "entropy_collapse (one)"),
+                                                      (42.0, "entropy_collapse (two)")]
+    assert marks[0][2] != marks[1][2] == marks[2][2]  # the plateau on the performance plot, the rest on entropy's
+    assert marks[1][3] != marks[2][3]  # two steps apart: stacked, not printed over each other
+    lines = [shape for shape in figure.layout.shapes if shape.type == "line"]
+    assert len(lines) == 3 and {shape.line.dash for shape in lines} == {"dash"}
+    single = figures.curves_figure({"one": one}, {"one": "reward_mean"}, alerts={"one": alerts["one"]})
+    assert {a.text for a in single.layout.annotations} >= {"plateau", "entropy_collapse"}
+
+
 def test_curves_figure_skips_missing_values_instead_of_drawing_gaps_as_zero():
     frame = pd.DataFrame({"step": [0, 1, 2], "entropy_mean": [0.5, np.nan, 0.3], "eval_accuracy": [np.nan, 0.4, np.nan]})
     figure = figures.curves_figure({"r": frame}, {"r": "eval_accuracy"})

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from entropymon.display import law_formula, run_colors
+from entropymon.display import label_rows, law_formula, run_colors
 from entropymon.figures.style import LEGEND, light_template
 from entropymon.registry import COVARIANCE_LABELS, PASS_AT_K, PREDICTOR_LABELS, PREDICTOR_SIGN, pass_at_k_columns
 
@@ -47,12 +47,20 @@ def _finish(figure: go.Figure, drawn: int, what: str) -> go.Figure:
     return figure
 
 
+# which subplot of ``curves_figure`` shows an alert (``Alert.plot``); other plots' alerts are in the table
+CURVE_ROWS = {"entropy": 1, "performance": 2}
+
+
 def curves_figure(frames: Mapping[str, pd.DataFrame], performance: Mapping[str, str | None],
-                  entropy: str = "entropy_mean") -> go.Figure:
-    """Entropy (top) and performance (bottom) over steps. ``performance``: run -> column or None."""
+                  entropy: str = "entropy_mean", alerts: Mapping[str, list] | None = None) -> go.Figure:
+    """Entropy (top) and performance (bottom) over steps. ``performance``: run -> column or None.
+    ``alerts``: run -> its alerts (``summary["alerts"]``); each entropy or performance alert is a
+    dashed line in the run's colour at its step, labelled with the rule (and the run, for several)."""
     colors = run_colors(frames)
+    columns = {c for c in performance.values() if c}
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                           subplot_titles=(f"policy entropy ({entropy}, nats)", "performance"))
+                           subplot_titles=(f"policy entropy ({entropy}, nats)",
+                                           f"performance ({columns.pop()})" if len(columns) == 1 else "performance"))
     drawn = 0
     for name, frame in frames.items():
         if _has(frame, entropy):
@@ -63,9 +71,29 @@ def curves_figure(frames: Mapping[str, pd.DataFrame], performance: Mapping[str, 
             figure.add_trace(_line(frame, column, name=f"{name}: {column}", color=colors[name],
                                    legendgroup=name, showlegend=not _has(frame, entropy)), row=2, col=1)
             drawn += 1
+    _mark_alerts(figure, frames, alerts or {}, colors)
     figure.update_xaxes(title_text="step", row=2, col=1)
     figure.update_layout(height=560, margin={"t": 60})
     return _finish(figure, drawn, "entropy and performance")
+
+
+def _mark_alerts(figure: go.Figure, frames: Mapping[str, pd.DataFrame], alerts: Mapping[str, list],
+                 colors: Mapping[str, str]) -> None:
+    """The dashed alert lines of ``curves_figure``; close labels of one subplot are stacked."""
+    steps = [pd.to_numeric(f["step"], errors="coerce") for f in frames.values() if "step" in f.columns and len(f)]
+    span = float(max(s.max() for s in steps) - min(s.min() for s in steps)) if steps else 0.0
+    for row in CURVE_ROWS.values():
+        marks = sorted(((a["step"], name, a) for name, run_alerts in alerts.items() for a in run_alerts or []
+                        if CURVE_ROWS.get(a.get("plot")) == row and a.get("step") is not None),
+                       key=lambda m: m[0])
+        labels = [a["rule"] + (f" ({name})" if len(frames) > 1 else "") for _, name, a in marks]
+        for (step, name, _), label, level in zip(marks, labels, label_rows([m[0] for m in marks], labels,
+                                                                            span or 1.0, 0.008)):
+            figure.add_vline(x=step, row=row, col=1, line_dash="dash", line_width=1.5,
+                             line_color=colors.get(name, "#555"), annotation_text=label,
+                             annotation_position="top left", annotation_yshift=-12 * level,
+                             annotation_font_size=10, annotation_font_color=colors.get(name, "#555"),
+                             annotation_bgcolor="rgba(255,255,255,0.8)")
 
 
 def law_figure(points: Mapping[str, pd.DataFrame], laws: Mapping[str, Mapping]) -> go.Figure:

@@ -114,7 +114,9 @@ def render_report(analyses: list[RunAnalysis], *, title: str | None = None) -> s
         f"<p class='meta'>entropymon {_e(__version__)}, generated "
         f"{_e(dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z'))}</p>",
         "<h2>Summary</h2>", _summary_table(analyses),
-        "<h2>Entropy and performance</h2>", plots.add(figures.curves_figure(frames, performance)),
+        "<h2>Entropy and performance</h2>",
+        plots.add(figures.curves_figure(frames, performance,
+                                        alerts={a.name: a.summary.get("alerts") or [] for a in analyses})),
         "<h2>The law R = -a·e<sup>H</sup> + b and the predicted ceiling</h2>",
         plots.add(figures.law_figure({a.name: a.law_points for a in analyses if a.law_points is not None},
                                      {a.name: a.law for a in analyses if a.law is not None})),
