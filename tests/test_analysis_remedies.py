@@ -49,3 +49,40 @@ def test_every_rule_and_variant_maps_to_known_remedies_that_cite_a_paper():
         assert remedies_for(rule), rule
     for remedy in REMEDIES.values():
         assert remedy.why and (re.search(r"(19|20)\d\d|arXiv \d{4}\.\d{4,5}", remedy.paper) or "observed" in remedy.paper)
+
+
+
+def test_temperature_remedy_names_a_value_above_the_runs_recorded_temperature():
+    """grpo-temp1.3 samples at 1.3: 'sample at a higher temperature (TRL temperature=1.1)' contradicted it."""
+    from pathlib import Path
+
+    from entropymon.analysis.alerts import diagnose
+    from entropymon.log.reader import read_run
+
+    run = read_run(Path(__file__).resolve().parents[1] / "sample_logs" / "grpo-temp1.3")
+    fitted = [r for a in diagnose(run) for r in a.remedies if "temperature" in r["action"]]
+    assert fitted, "the collapse alerts list a temperature remedy"
+    for remedy in fitted:
+        assert remedy["action"] == "raise the sampling temperature above the current 1.3"
+        assert remedy["trl"] == "temperature=1.4" and remedy["verl"] == "actor_rollout_ref.rollout.temperature=1.4"
+        assert "1.1" not in remedy["trl"] + remedy["verl"]
+
+
+def test_temperature_remedy_is_generic_when_the_temperature_is_unknown():
+    import numpy as np
+    import pandas as pd
+
+    from entropymon.analysis.alerts import diagnose
+    from entropymon.analysis.remedies import temperature_remedy
+
+    n = 60
+    frame = pd.DataFrame({"step": np.arange(n), "entropy_mean": 0.6 * np.exp(-np.arange(n) / 20)})
+    generic = [r for a in diagnose(frame, rules=["entropy_collapse"]) for r in a.remedies if "temperature" in r["action"]]
+    assert generic and all(r == REMEDIES["temperature"].to_dict() for r in generic)
+    assert "=" not in REMEDIES["temperature"].trl + REMEDIES["temperature"].verl  # no made-up value
+    frame["entropy_temperature"] = 0.7
+    fitted = [r for a in diagnose(frame, rules=["entropy_collapse"]) for r in a.remedies if "temperature" in r["action"]]
+    assert fitted and all(r["trl"] == "temperature=0.8" for r in fitted)
+    assert temperature_remedy(1.0).trl == "temperature=1.1" and "current 1.0" in temperature_remedy(1.0).action
+    for unknown in (None, float("nan"), 0, -1, "x"):
+        assert temperature_remedy(unknown) == REMEDIES["temperature"]

@@ -20,11 +20,16 @@ declares the range of its parameters (``rule_params.Limit``); an override outsid
 
 from __future__ import annotations
 
+from dataclasses import replace
 from numbers import Real
+
+import numpy as np
+import pandas as pd
 
 from entropymon.analysis._frame import step_frame
 from entropymon.analysis.alert_rules import RULE_LIST
 from entropymon.analysis.alert_types import PLOTS, SEVERITIES, Alert, Rule, RuleContext
+from entropymon.analysis.remedies import at_temperature
 from entropymon.analysis.rule_params import checked_value
 from entropymon.display import health_of
 from entropymon.errors import InputError
@@ -51,7 +56,21 @@ def diagnose(
     params = merge_thresholds(names, thresholds or {})
     context = RuleContext(run_or_df, step_frame(run_or_df), performance, entropy, bounds, forecast)
     alerts = [alert for name in names if (alert := RULES[name].check(context, params[name])) is not None]
+    temperature = sampling_temperature(context.frame)
+    if temperature is not None:  # the temperature remedy names a value above the run's own
+        alerts = [replace(a, remedies=at_temperature(a.remedies, temperature)) if a.remedies else a for a in alerts]
     return sorted(alerts, key=lambda a: (a.step, -SEVERITIES.index(a.severity), a.rule))
+
+
+def sampling_temperature(frame) -> float | None:
+    """The run's sampling temperature as logged (``entropy_temperature``, the temperature its
+    entropies were computed at: the trainer's, through the TRL and veRL integrations): the last
+    positive value, or None when the column is absent or empty."""
+    if "entropy_temperature" not in getattr(frame, "columns", ()):
+        return None
+    values = pd.to_numeric(frame["entropy_temperature"], errors="coerce").to_numpy(dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return float(values[-1]) if values.size else None
 
 
 def health(alerts) -> str:

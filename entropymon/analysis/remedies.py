@@ -8,7 +8,8 @@ acts on the failure, and cites the paper that measured it. ``None`` for a framew
 no such setting; the ``why`` says what to do instead.
 
 Rules map to remedies in ``RULE_REMEDIES``; ``remedies_for(rule)`` returns plain dicts so alerts
-stay JSON-friendly.
+stay JSON-friendly. ``remedies_for(rule, temperature=...)`` fits the temperature remedy to the run's
+recorded sampling temperature (a value 0.1 above it); without one it stays generic.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class Remedy:
     def to_dict(self) -> dict:
         return asdict(self)
 
+
+_TEMPERATURE_WHY = ("rollouts from a flatter distribution explore more completions per prompt; entropy is "
+                    "measured at the sampling temperature, so compare runs at the same one")
+_TEMPERATURE_PAPER = "Skywork-OR1 (He et al. 2025, arXiv 2505.22312) on rollout temperature and entropy"
+TEMPERATURE_STEP = 0.1  # how far above the run's temperature the remedy suggests sampling
 
 REMEDIES: dict[str, Remedy] = {
     "clip_higher": Remedy(
@@ -57,10 +63,9 @@ REMEDIES: dict[str, Remedy] = {
         "Wang et al. 2025, Beyond the 80/20 Rule (arXiv 2506.01939)"),
     "temperature": Remedy(
         "sample at a higher temperature",
-        "temperature=1.1", "actor_rollout_ref.rollout.temperature=1.1",
-        "rollouts from a flatter distribution explore more completions per prompt; entropy is "
-        "measured at the sampling temperature, so compare runs at the same one",
-        "Skywork-OR1 (He et al. 2025, arXiv 2505.22312) on rollout temperature and entropy"),
+        "temperature (0.1-0.2 above the current one)",
+        "actor_rollout_ref.rollout.temperature (0.1-0.2 above the current one)",
+        _TEMPERATURE_WHY, _TEMPERATURE_PAPER),
     "lower_lr": Remedy(
         "lower the learning rate (and keep gradient clipping)",
         "learning_rate (halve it, say), max_grad_norm=1.0",
@@ -132,6 +137,38 @@ RULE_REMEDIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def remedies_for(key: str) -> list[dict]:
-    """The remedies (as dicts) for a rule or one of its variants; [] when none are listed."""
-    return [REMEDIES[name].to_dict() for name in RULE_REMEDIES.get(key, ())]
+def temperature_remedy(temperature: float | None) -> Remedy:
+    """The temperature remedy for a run sampled at ``temperature``: a value ``TEMPERATURE_STEP`` above
+    it (1.3 -> 1.4), so the advice never names the temperature the run already uses; the generic
+    one when the temperature is unknown (None, not a positive number)."""
+    try:
+        current = float(temperature)
+    except (TypeError, ValueError):
+        return REMEDIES["temperature"]
+    if not current > 0 or current != current or current == float("inf"):
+        return REMEDIES["temperature"]
+    higher = _temperature_text(current + TEMPERATURE_STEP)
+    return Remedy(f"raise the sampling temperature above the current {_temperature_text(current)}",
+                  f"temperature={higher}", f"actor_rollout_ref.rollout.temperature={higher}",
+                  _TEMPERATURE_WHY, _TEMPERATURE_PAPER)
+
+
+def _temperature_text(value: float) -> str:
+    """1.0 -> '1.0', 1.3 -> '1.3', 0.75 -> '0.75' (a temperature reads as a decimal, never '1')."""
+    text = f"{value:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def remedies_for(key: str, temperature: float | None = None) -> list[dict]:
+    """The remedies (as dicts) for a rule or one of its variants; [] when none are listed.
+    ``temperature``: the run's sampling temperature when known (``temperature_remedy``)."""
+    return [(temperature_remedy(temperature) if name == "temperature" else REMEDIES[name]).to_dict()
+            for name in RULE_REMEDIES.get(key, ())]
+
+
+def at_temperature(remedies, temperature: float | None) -> list[dict]:
+    """``remedies`` (dicts, as an alert holds them) with the generic temperature remedy replaced by
+    the one for the run's ``temperature``; unchanged when the temperature is unknown."""
+    generic = REMEDIES["temperature"].to_dict()
+    fitted = temperature_remedy(temperature).to_dict()
+    return [fitted if dict(r) == generic else dict(r) for r in remedies]
