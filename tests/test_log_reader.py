@@ -230,6 +230,44 @@ def test_temporaries_are_never_read(tmp_path):
 
 
 # -- caching and partial reads ---------------------------------------------------------------------
+def _wide_run(logdir: Path) -> Path:
+    """Three ranks of wide step rows (histograms, a float column appearing late, one restart)."""
+    rng = np.random.default_rng(5)
+    for rank in range(3):
+        for segment_steps in (range(6), range(4, 9)) if rank == 1 else (range(9),):  # rank 1 restarts at 4
+            with RunLog(logdir, "wide", rank=rank, flush_interval_s=3600) as log:
+                for step in segment_steps:
+                    row = {f"m{i}": float(rng.normal()) for i in range(12)}
+                    row["stat/entropy_hist"] = [int(v) for v in rng.integers(0, 9, 5)]
+                    if step >= 6:
+                        row["late"] = float(step)
+                    log.log_step(step, row)
+                    log.log_samples(step, {"sample_id": np.arange(2), "reward": rng.normal(size=2)})
+                    log.flush()  # a file per step
+    return logdir / "wide"
+
+
+def test_a_big_table_read_file_by_file_equals_the_cached_read_and_leaves_no_columns_cached(tmp_path, monkeypatch):
+    from entropymon.log import view
+
+    run_path = _wide_run(tmp_path)
+    TABLE_CACHE.clear()
+    cached = read_run(run_path)
+    expected = (cached.steps, cached.step_metrics, cached.samples)
+    monkeypatch.setattr(view, "STREAM_MIN_DISK_BYTES", 0)
+    TABLE_CACHE.clear()
+    streamed = read_run(run_path)
+    got = (streamed.steps, streamed.step_metrics, streamed.samples)
+    for frame, reference in zip(got, expected):
+        pd.testing.assert_frame_equal(frame, reference, check_exact=True)
+    assert len(got[0]) == 27 and got[0]["late"].notna().sum() == 9  # 3 ranks x 9 steps; restart kept once
+    # the steps files' columns were decoded into the frame and let go: only their keys stay cached
+    for path in (run_path / "steps").glob("*.parquet"):
+        held = TABLE_CACHE.read(path, [])
+        assert held is not None and set(held.column_names) == {"step", "rank"}
+        assert set(TABLE_CACHE._entries[str(path)].columns) == {"step", "rank"}
+
+
 def test_a_second_read_of_an_unchanged_run_opens_no_file_and_new_chunks_cost_one_read_each(tmp_path):
     run_path = write_run(tmp_path, steps=range(3))
     first = read_run(run_path)

@@ -65,5 +65,70 @@ def test_few_float_columns_or_pandas_metadata_take_the_plain_conversion():
     pd.testing.assert_frame_equal(resolve._to_pandas(narrow, True, np.array([1, 0])),
                                   reference(narrow, True, np.array([1, 0])))
     with_index = pa.Table.from_pandas(pd.DataFrame({f"f{i}": [1.0, 2.0] for i in range(N_FLOATS)}, index=[5, 6]))
-    assert resolve._float_block_names(with_index) == []
+    assert resolve._float_block_names(with_index.schema) == []
     pd.testing.assert_frame_equal(resolve._to_pandas(with_index, True), with_index.to_pandas())
+
+
+# -- pieces decoded one at a time (resolve.stream_frame, the reader's path for big tables) ---------
+def _pieces(kind: str) -> list[tuple[pa.Table, int]]:
+    """(piece, segment) lists of steps-like tables of several ranks, as a run's files hold them."""
+    rng = np.random.default_rng(11)
+    pieces = []
+    for rank in range(3):
+        table = wide_table(9, rank).set_column(1, "rank", pa.array(np.full(9, rank, np.int32)))
+        pieces += [(table.slice(0, 4), 0), (table.slice(4), 0)]
+    if kind == "restart":  # rank 1 re-did steps 3..6 in segment 1: those rows replace segment 0's
+        redo = wide_table(9, 7).set_column(1, "rank", pa.array(np.full(9, 1, np.int32))).slice(3, 4)
+        pieces.append((redo, 1))
+    if kind == "new column":  # a later file holds a float column the others lack
+        table, segment = pieces[-1]
+        pieces[-1] = (table.append_column("late", pa.array(rng.normal(size=table.num_rows))), segment)
+    if kind == "missing column":  # an early file lacks a float and the histogram's bins are null there
+        table, segment = pieces[0]
+        pieces[0] = (table.drop_columns(["f3"]), segment)
+    if kind == "empty piece":
+        pieces.insert(2, (pieces[0][0].slice(0, 0), 0))
+    return pieces
+
+
+def _streamed(pieces, merge_step_rows=True):
+    tagged = [resolve.tag_segment(table, segment) for table, segment in pieces]
+    keys = [t.select(["step", "rank", resolve.SEGMENT_COLUMN]) for t in tagged]
+    loads = []
+
+    def load(i):
+        loads.append(i)
+        return pieces[i][0]
+
+    frame = resolve.stream_frame(keys, [table.schema for table, _ in pieces], load,
+                                 merge_step_rows=merge_step_rows, arrow_lists=True)
+    return frame, tagged, loads
+
+
+@pytest.mark.parametrize("kind", ["plain", "restart", "new column", "missing column", "empty piece"])
+def test_pieces_placed_one_at_a_time_give_the_frame_of_resolving_them_together(kind):
+    pieces = _pieces(kind)
+    frame, tagged, loads = _streamed(pieces)
+    expected, clash = resolve.resolve_frame(tagged, merge_step_rows=True, arrow_lists=True)
+    assert not clash
+    assert loads == list(range(len(pieces)))  # each piece decoded once, in turn
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert list(frame.columns) == list(expected.columns)
+    if kind == "restart":
+        assert frame[(frame["rank"] == 1) & frame["step"].between(3, 6)]["name"].str.startswith("r7").all()
+
+
+def test_pieces_that_cannot_be_placed_one_at_a_time_are_refused():
+    pieces = _pieces("plain")
+    # histograms of another length in a later piece: the values matrix cannot hold them
+    table, segment = pieces[3]
+    longer = pa.array([[1, 2, 3, 4, 5, 6, 7]] * table.num_rows, type=table.schema.field("hist").type)
+    wrong_width = [*pieces[:3], (table.set_column(table.schema.get_field_index("hist"), "hist", longer), segment)]
+    assert _streamed(wrong_width)[0] is None
+    # a float column that is text in another piece: the schemas do not unify
+    table, segment = pieces[1]
+    text = table.set_column(table.schema.get_field_index("f2"), "f2", pa.array(["x"] * table.num_rows))
+    assert _streamed([pieces[0], (text, segment)])[0] is None
+    # step rows of one (rank, step) logged twice in one segment: they merge, which needs every piece
+    assert _streamed([pieces[0], pieces[0]])[0] is None
+    assert _streamed([pieces[0], pieces[0]], merge_step_rows=False)[0] is not None

@@ -180,6 +180,30 @@ class FileTableCache:
             return False  # read() reads it whole, and warns as it should
         return data.select(wanted)
 
+    def schema(self, path: Path) -> pa.Schema | None:
+        """The file's Arrow schema (from its footer), None when unreadable; raises Vanished."""
+        with self._lock:
+            entry = self._entry(path, [])
+            return None if entry.bad else entry.schema
+
+    def read_uncached(self, path: Path) -> pa.Table | None:
+        """Every column of the file, decoded now and not kept; None when it cannot be read (``read``
+        then says why). Why: a full read of a wide table places each file's rows into its frame and
+        lets the file go (``resolve.stream_frame``); cached, every file would stay in memory beside
+        the frame built from them."""
+        with self._lock:
+            entry = self._entry(path, [])
+            if entry.bad:
+                return None
+        with self._reads_lock:
+            self.reads += 1
+        try:
+            return pq.ParquetFile(path, page_checksum_verification=True).read()
+        except FileNotFoundError:
+            raise Vanished(str(path)) from None
+        except (OSError, pa.ArrowException, ValueError):
+            return None
+
     def read(self, path: Path, columns: list[str] | None = None) -> pa.Table | None:
         """The file's ``columns`` (all when None; keys always; absent ones left out), None when unreadable."""
         with self._lock:

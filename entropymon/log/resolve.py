@@ -13,6 +13,9 @@ steps table goes through pandas for merging.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -87,41 +90,158 @@ def resolve_frame(pieces: list[pa.Table], *, merge_step_rows: bool,
 def _to_pandas(data: pa.Table, arrow_lists: bool, order: np.ndarray | None = None) -> pd.DataFrame:
     """``data`` as a DataFrame, its rows in ``order`` (None: as they are).
 
-    Wide tables are built straight in that order: the float64 columns into the one 2-D block pandas
-    holds them in, equal-length integer list columns (the entropy histograms) into one values
-    matrix. Why: ``to_pandas`` builds that block, reordering its rows builds a second one, and an
-    Arrow take of a list column joins its chunks first and then takes: at 64 ranks x 10k steps that
-    was 1.8 GB of new memory, and new memory is what costs most on a VM (touching a fresh 530 MB
-    took 1.0-1.1 s here, the copy into it 0.1 s). The values are the same bits (nulls become NaN,
-    as ``to_pandas`` makes them)."""
-    positions = None if order is None else _positions(order, data.num_rows)
-    floats = _float_block_names(data)
-    if not floats:
-        return _columns_to_pandas(data, arrow_lists, order, positions)
-    block = np.empty((len(floats), data.num_rows if order is None else len(order)), dtype=np.float64)
+    Wide tables are built straight in that order (``_FrameBuilder``): the float64 columns into the
+    one 2-D block pandas holds them in, equal-length integer list columns (the entropy histograms)
+    into one values matrix. Why: ``to_pandas`` builds that block, reordering its rows builds a
+    second one, and an Arrow take of a list column joins its chunks first and then takes: at 64
+    ranks x 10k steps that was 1.8 GB of new memory, and new memory is what costs most on a VM
+    (touching a fresh 530 MB took 1.0-1.1 s here, the copy into it 0.1 s). The values are the same
+    bits (nulls become NaN, as ``to_pandas`` makes them)."""
+    if not _float_block_names(data.schema):
+        return _columns_to_pandas(data, arrow_lists, order, None if order is None else _positions(order, data.num_rows))
+    builder = _FrameBuilder(data.schema, data.num_rows, order, arrow_lists)
+    builder.add(data)  # one part: always placed
+    return builder.frame()
 
-    def fill(rows: range) -> None:
-        for i in rows:
-            _place(block[i], [chunk.to_numpy(zero_copy_only=False) for chunk in data.column(floats[i]).chunks],
-                   positions)
 
-    # two halves at once: most of the time is the kernel handing out the block's new pages, which
-    # two threads do side by side (NumPy's scatter lets go of the GIL)
-    half = len(floats) // 2
-    if block.nbytes >= PARALLEL_BLOCK_BYTES:
-        second = read_pool().submit(fill, range(half, len(floats)))
-        fill(range(half))
-        second.result()
-    else:
-        fill(range(len(floats)))
-    frame = pd.DataFrame(block.T, columns=floats, copy=False)  # block.T.T is the block: no copy
-    others = data.drop_columns(floats)
-    if others.num_columns:
-        rest = _columns_to_pandas(others, arrow_lists, order, positions)
+def stream_frame(keys: list[pa.Table], schemas: list[pa.Schema], load: Callable[[int], pa.Table | None], *,
+                 merge_step_rows: bool, arrow_lists: bool = False) -> pd.DataFrame | None:
+    """``resolve_frame`` of pieces that are decoded one at a time: ``keys[i]`` holds piece i's key
+    columns tagged with its segment (``tag_segment``), ``schemas[i]`` its schema and ``load(i)``
+    decodes all of it (None: it could not be read). The rows are planned from the keys alone, then
+    each piece is placed into the frame and let go while the next ones decode on the read pool.
+
+    Why: resolving the decoded pieces together holds all of them next to the frame built from
+    them; at 64 ranks x 10k steps that is 1.2 GB of Arrow buffers more, each one new memory
+    (about 2.5 ms per MB on the development VM when the host has not backed it yet). Decoded in
+    turn, the buffers of one piece reuse the pages of the one before.
+
+    None when the rows cannot be placed piece by piece, and the caller resolves the decoded pieces
+    with ``resolve_frame``: step rows to merge, column types that differ across pieces, a table with
+    few float columns, histogram lists of another length (or missing) in a later piece."""
+    try:
+        schema = pa.unify_schemas(schemas)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    if SEGMENT_COLUMN in schema.names or not keys or not _float_block_names(schema):
+        return None
+    key_table = _concat(keys)
+    if not isinstance(key_table, pa.Table):
+        return None
+    order, reorder, merge = _plan(key_table, merge_step_rows)
+    if merge:
+        return None
+    builder = _FrameBuilder(schema, key_table.num_rows, order if reorder else None, arrow_lists)
+    for piece, part in zip(keys, _in_turn(load, len(keys))):
+        if part is None or part.num_rows != piece.num_rows or not builder.add(part):
+            return None
+    return builder.frame()
+
+
+def _in_turn(load: Callable[[int], object], count: int, ahead: int = 2):
+    """``load(0)``, ``load(1)``, ... in order, the next ``ahead`` loading on the read pool meanwhile."""
+    pool, pending = read_pool(), deque()
+    for i in range(min(ahead, count)):
+        pending.append(pool.submit(load, i))
+    for i in range(count):
+        future = pending.popleft()
+        if i + ahead < count:
+            pending.append(pool.submit(load, i + ahead))
+        yield future.result()
+
+
+class _FrameBuilder:
+    """The DataFrame of a table of ``rows`` rows (of ``schema``) in ``order``, built from its parts,
+    consecutive runs of its rows, added one at a time (``add``), then ``frame()``.
+
+    The float64 columns go straight into their 2-D block and, with ``arrow_lists``, equal-length
+    integer lists without nulls into one values matrix each, in output order (a list column is
+    judged on the first part holding rows); the other columns are kept per part and converted
+    together at the end (a few narrow columns of a wide table). ``add`` returns False when a part
+    does not fit what was decided (a histogram of another length, a column of another type): the
+    frame cannot be finished then."""
+
+    def __init__(self, schema: pa.Schema, rows: int, order: np.ndarray | None, arrow_lists: bool):
+        self.schema, self.order, self.arrow_lists = schema, order, arrow_lists
+        self.positions = None if order is None else _positions(order, rows)
+        self.size = rows if order is None else len(order)  # rows of the frame
+        self.floats = _float_block_names(schema)
+        self.block = np.empty((len(self.floats), self.size), dtype=np.float64)
+        # list columns that may get a matrix: None until judged, then the matrix or False
+        self.lists: dict[str, np.ndarray | bool | None] = {
+            field.name: None for field in schema
+            if arrow_lists and list_columns.is_list_type(field.type) and pa.types.is_integer(field.type.value_type)}
+        self.others: list[pa.Table] = []  # each part's remaining columns
+        self.at = 0  # rows added so far
+
+    def add(self, part: pa.Table) -> bool:
+        n = part.num_rows
+        where = slice(self.at, self.at + n) if self.positions is None else self.positions[self.at:self.at + n]
+        present = set(part.column_names)
+        if any(name in present and part.schema.field(name).type != pa.float64() for name in self.floats):
+            return False
+        for name in self.lists:
+            if not self._add_list(name, part, where):
+                return False
+
+        def fill(columns: range) -> None:
+            for i in columns:
+                name = self.floats[i]
+                if name in present:
+                    _place(self.block[i], [chunk.to_numpy(zero_copy_only=False) for chunk in part.column(name).chunks],
+                           where)
+                else:  # a part written before the column existed: null, as concatenating makes it
+                    _place(self.block[i], [np.full(n, np.nan)], where)
+
+        # a big part (the whole table at once) in two halves: most of the time is the kernel handing
+        # out the block's new pages, which two threads do side by side (NumPy's scatter lets go of the GIL)
+        half = len(self.floats) // 2
+        if n * len(self.floats) * 8 >= PARALLEL_BLOCK_BYTES:
+            second = read_pool().submit(fill, range(half, len(self.floats)))
+            fill(range(half))
+            second.result()
+        else:
+            fill(range(len(self.floats)))
+        placed = set(self.floats) | {name for name, matrix in self.lists.items() if isinstance(matrix, np.ndarray)}
+        self.others.append(part.select([name for name in part.column_names if name not in placed]))
+        self.at += n
+        return True
+
+    def _add_list(self, name: str, part: pa.Table, where) -> bool:
+        """Place ``part``'s list column ``name`` into its matrix, judging on the first part with rows
+        whether it gets one; False when it cannot be placed as judged."""
+        matrix = self.lists[name]
+        if matrix is False or not part.num_rows:
+            return True
+        column = part.column(name) if name in part.column_names else None
+        fits = column is not None and column.type == self.schema.field(name).type
+        width = _list_width(column) if fits else None
+        if matrix is None:
+            if width is None:  # nulls, ragged, missing or another type: with the other columns
+                self.lists[name] = False
+                return True
+            matrix = self.lists[name] = np.empty((self.size, width), dtype=column.type.value_type.to_pandas_dtype())
+        if width != matrix.shape[1]:
+            return False
+        _place(matrix, [chunk.flatten().to_numpy().reshape(len(chunk), width) for chunk in column.chunks], where)
+        return True
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.block.T, columns=self.floats, copy=False)  # block.T.T is the block: no copy
+        others = pa.concat_tables(self.others, promote_options="permissive")
+        rest = _columns_to_pandas(others, self.arrow_lists, self.order, self.positions)
         rest.index = frame.index
-        for name in others.column_names:  # in schema order: each goes in after the columns before it
-            frame.insert(data.schema.get_field_index(name), name, rest[name])
-    return frame
+        for name in self.schema.names:  # in schema order: each goes in after the columns before it
+            matrix = self.lists.get(name)
+            if isinstance(matrix, np.ndarray):
+                lists = pa.chunked_array([_list_array(matrix, self.schema.field(name).type)])
+                column = pd.arrays.ArrowExtensionArray(lists)
+            elif name in rest.columns:
+                column = rest[name]
+            else:
+                continue
+            frame.insert(self.schema.get_field_index(name), name, column)
+        return frame
 
 
 def _columns_to_pandas(data: pa.Table, arrow_lists: bool, order: np.ndarray | None,
@@ -142,12 +262,12 @@ MIN_FLOAT_BLOCK = 8
 PARALLEL_BLOCK_BYTES = 64 << 20  # a block this big is filled by two threads
 
 
-def _float_block_names(data: pa.Table) -> list[str]:
+def _float_block_names(schema: pa.Schema) -> list[str]:
     """The float64 columns ``_to_pandas`` writes into their block itself; none when ``to_pandas``
     must do it all (pandas metadata to honour, repeated names, or too few such columns to matter)."""
-    if data.schema.pandas_metadata is not None or len(set(data.column_names)) != data.num_columns:
+    if schema.pandas_metadata is not None or len(set(schema.names)) != len(schema.names):
         return []
-    names = [field.name for field in data.schema if pa.types.is_float64(field.type)]
+    names = [field.name for field in schema if pa.types.is_float64(field.type)]
     return names if len(names) >= MIN_FLOAT_BLOCK else []
 
 
@@ -158,22 +278,24 @@ def _positions(order: np.ndarray, rows: int) -> np.ndarray:
     return positions
 
 
-def _place(out: np.ndarray, parts: list[np.ndarray], positions: np.ndarray | None) -> None:
-    """Write ``parts`` (consecutive rows of a column, chunk after chunk) into ``out``, row i of the
-    column at ``positions[i]`` (None: in turn). One scatter per chunk: no joined copy of the column."""
-    at = 0
+def _place(out: np.ndarray, parts: list[np.ndarray], where: slice | np.ndarray | None) -> None:
+    """Write ``parts`` (consecutive rows of a column, chunk after chunk) into ``out``: at the rows
+    ``where`` slices, or row i at ``where[i]`` (-1: left out; None: from row 0 in turn). One copy
+    or scatter per chunk: no joined copy of the column."""
+    at = 0 if not isinstance(where, slice) else where.start
     for values in parts:
-        rows = slice(at, at + len(values))
-        at += len(values)
-        if positions is None:
-            out[rows] = values
+        n = len(values)
+        if where is None or isinstance(where, slice):
+            out[at:at + n] = values
+            at += n
             continue
-        where = positions[rows]
-        kept = where >= 0
+        rows = where[at:at + n]
+        at += n
+        kept = rows >= 0
         if kept.all():
-            out[where] = values
+            out[rows] = values
         else:
-            out[where[kept]] = values[kept]
+            out[rows[kept]] = values[kept]
 
 
 def _ordered_list(column: pa.ChunkedArray, order: np.ndarray | None, positions: np.ndarray | None) -> pa.ChunkedArray:
@@ -188,11 +310,16 @@ def _ordered_list(column: pa.ChunkedArray, order: np.ndarray | None, positions: 
     rows = len(column) if order is None else len(order)
     values = np.empty((rows, width), dtype=column.type.value_type.to_pandas_dtype())
     _place(values, [chunk.flatten().to_numpy().reshape(len(chunk), width) for chunk in column.chunks], positions)
-    offsets_type = np.int64 if pa.types.is_large_list(column.type) else np.int32
-    offsets = pa.array(np.arange(0, (rows + 1) * width, width, dtype=offsets_type))
-    return pa.chunked_array([pa.ListArray.from_arrays(offsets, pa.array(values.ravel()), type=column.type)
-                             if offsets_type is np.int32 else
-                             pa.LargeListArray.from_arrays(offsets, pa.array(values.ravel()), type=column.type)])
+    return pa.chunked_array([_list_array(values, column.type)])
+
+
+def _list_array(values: np.ndarray, list_type: pa.DataType) -> pa.Array:
+    """A (rows, width) matrix as a list array of ``list_type`` (each row one list)."""
+    rows, width = values.shape
+    large = pa.types.is_large_list(list_type)
+    offsets = pa.array(np.arange(0, (rows + 1) * width, width, dtype=np.int64 if large else np.int32))
+    array_type = pa.LargeListArray if large else pa.ListArray
+    return array_type.from_arrays(offsets, pa.array(values.ravel()), type=list_type)
 
 
 def _list_width(column: pa.ChunkedArray) -> int | None:
@@ -218,6 +345,20 @@ def _resolve(pieces: list[pa.Table], merge_step_rows: bool, to_pandas: bool, arr
         return None, False
     data = _concat(pieces)
     clash = isinstance(data, pd.DataFrame)
+    order, reorder, merge = _plan(data, merge_step_rows)
+    data = data.drop_columns([SEGMENT_COLUMN]) if not clash else data.drop(columns=SEGMENT_COLUMN)
+    if to_pandas and not clash and not merge:
+        return _to_pandas(data, arrow_lists, order if reorder else None), False
+    if reorder:
+        data = _select(data, order)
+    if merge:
+        data = _merge_step_rows(data)
+    return data, clash or isinstance(data, pd.DataFrame)
+
+
+def _plan(data: pa.Table | pd.DataFrame, merge_step_rows: bool) -> tuple[np.ndarray, bool, bool]:
+    """(the rows kept, in output order; whether that is not simply every row in turn; whether step
+    rows must be merged) of segment-tagged rows (only their key and segment columns are read)."""
     keys = _keys(data)
     keep = np.ones(len(keys), dtype=bool)
     if keys[SEGMENT_COLUMN].nunique() > 1:
@@ -226,15 +367,8 @@ def _resolve(pieces: list[pa.Table], merge_step_rows: bool, to_pandas: bool, arr
     kept = np.flatnonzero(keep)
     order = kept[_step_rank_order(keys[STEP_COLUMN].to_numpy()[kept], keys[RANK_COLUMN].to_numpy()[kept])]
     reorder = len(order) != len(keys) or bool(np.any(order != np.arange(len(keys))))
-    data = data.drop_columns([SEGMENT_COLUMN]) if not clash else data.drop(columns=SEGMENT_COLUMN)
     merge = merge_step_rows and _keys_duplicated(data, order if reorder else None)
-    if to_pandas and not clash and not merge:
-        return _to_pandas(data, arrow_lists, order if reorder else None), False
-    if reorder:
-        data = _select(data, order)
-    if merge:
-        data = _merge_step_rows(data)
-    return data, clash or isinstance(data, pd.DataFrame)
+    return order, reorder, merge
 
 
 def _step_rank_order(step: np.ndarray, rank: np.ndarray) -> np.ndarray:

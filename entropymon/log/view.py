@@ -23,11 +23,15 @@ import pyarrow as pa
 
 from entropymon.log.cache import TABLE_CACHE, Vanished
 from entropymon.log.layout import scan_table
-from entropymon.log.resolve import resolve, resolve_frame, tag_segment
+from entropymon.log.resolve import resolve, resolve_frame, stream_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN, ChunkName
 from entropymon.metrics.list_columns import arrow_lists
 
 _RETRIES = 5
+# Tables of this many bytes of files or more are read file by file and not cached (about 10x as
+# much decoded): cached, such a table would sit in memory twice (decoded files and the frame; 1.2 GB
+# more at 64 ranks x 10k steps, 90 MB of files) and push everything else out of the cache (1 GB)
+STREAM_MIN_DISK_BYTES = 8 << 20
 _RANK_BITS = 20  # key code = step << 20 | rank; larger keys always take the full read
 _MAX_STEP = (1 << (63 - _RANK_BITS)) - 1
 
@@ -37,6 +41,16 @@ def _codes(step: np.ndarray, rank: np.ndarray) -> np.ndarray | None:
     if len(step) and (step.max() > _MAX_STEP or rank.max() >= (1 << _RANK_BITS) or step.min() < 0 or rank.min() < 0):
         return None
     return (step.astype(np.int64) << _RANK_BITS) | rank.astype(np.int64)
+
+
+def _disk_bytes(files: list[tuple[ChunkName, Path]]) -> int:
+    total = 0
+    for _, path in files:
+        try:
+            total += path.stat().st_size
+        except OSError:  # gone or unreadable: the read says so
+            continue
+    return total
 
 
 def _subtract(interval: tuple[int, int], covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -141,20 +155,13 @@ class TableView:
         """Read and resolve every file of ``files`` (one listing: what is held is exactly what was read)."""
         self.full_reads += 1
         for _ in range(_RETRIES):
-            TABLE_CACHE.preload([path for _, path in files])
             try:
-                pieces, placements = [], []
-                for chunk, path in files:
-                    data = TABLE_CACHE.read(path)
-                    placements.append(None if data is None else TABLE_CACHE.placement(path))
-                    if data is not None:
-                        pieces.append(tag_segment(data, chunk.segment))
+                frame, clash, placements = self._read_files(files)
                 break
             except Vanished:
                 files = scan_table(self.folder).active
         else:
             raise Vanished(str(self.folder))
-        frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows, arrow_lists=True)
         if frame is None:
             frame = pd.DataFrame({STEP_COLUMN: pd.Series(dtype="int64"), RANK_COLUMN: pd.Series(dtype="int32")})
         self._names, self._unplaced, self._covered, self._placements = set(), set(), {}, {}
@@ -174,6 +181,40 @@ class TableView:
         return frame
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _read_files(self, files: list[tuple[ChunkName, Path]]) -> tuple[pd.DataFrame | None, bool, list]:
+        """(the frame, None without rows; whether column types clashed; each file's placement).
+
+        A big table (STREAM_MIN_DISK_BYTES of files) is planned from its files' keys, then its files
+        are decoded one at a time into the frame and not cached (``resolve.stream_frame``). A small
+        one, or one that cannot be placed so (step rows to merge, clashing types), is decoded through
+        the file cache (a second read of the run then opens no file) and resolved by ``resolve_frame``."""
+        readable, placements = [(chunk, path) for chunk, path in files], None
+        if _disk_bytes(files) >= STREAM_MIN_DISK_BYTES:
+            TABLE_CACHE.preload([path for _, path in files], columns=[])  # keys only
+            keys, schemas, readable, placements = [], [], [], []
+            for chunk, path in files:
+                data = TABLE_CACHE.read(path, [])
+                placements.append(None if data is None else TABLE_CACHE.placement(path))
+                if data is not None:
+                    keys.append(tag_segment(data, chunk.segment))
+                    schemas.append(TABLE_CACHE.schema(path))
+                    readable.append((chunk, path))
+            frame = stream_frame(keys, schemas, lambda i: TABLE_CACHE.read_uncached(readable[i][1]),
+                                 merge_step_rows=self.merge_step_rows, arrow_lists=True)
+            if frame is not None:
+                return frame, False, placements
+        TABLE_CACHE.preload([path for _, path in readable])
+        pieces, found = [], []
+        for chunk, path in readable:
+            data = TABLE_CACHE.read(path)
+            found.append(None if data is None else TABLE_CACHE.placement(path))
+            if data is not None:
+                pieces.append(tag_segment(data, chunk.segment))
+        if placements is None:
+            placements = found
+        frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows, arrow_lists=True)
+        return frame, clash, placements
+
     def _still_on_disk(self, placed: dict[tuple[int, int], list[tuple[int, int]]]) -> bool:
         """Whether the stream rows the frame holds are all in files listed now (merges keep them)."""
         for key, covered in self._covered.items():
