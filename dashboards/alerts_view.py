@@ -82,8 +82,8 @@ def alerts_panel(runs: list[tuple[str, dict]]) -> list:
     cards = []
     for name, summary in runs:
         alerts = sorted(summary.get("alerts") or [], key=lambda a: (order[a["severity"]], a["step"]))
-        if not alerts:
-            cards.append(html.P(f"{name}: healthy - no rule fired.", className="alert-none"))
+        if not alerts:  # the summary line above says "healthy"; the card says why
+            cards.append(html.P(f"{name}: no rule fired.", className="alert-none"))
         cards += [alert_card(a, name if len(runs) > 1 else None) for a in alerts]
     return cards or [html.P("Select a run on the Runs page.", className="note")]
 
@@ -108,12 +108,20 @@ LABEL_ROW_PX = 12  # one row of stacked alert labels (display.label_rows)
 
 
 def alert_label(alert: dict, graph_id: str, shown: str = "") -> str:
-    """The rule's name; on a curve of a picked column that is not the alert's, the alert's column too."""
-    label = alert["rule"]
+    """The rule's name; on a curve of a picked column that is not the alert's, the alert's column too;
+    the run's name when the alert carries one (``"run"``: several runs are drawn), as the report's
+    curves label it: ``entropy_collapse (grpo-temp1.0)``, ``plateau (eval_accuracy; grpo-temp1.0)``."""
     column = (alert.get("evidence") or {}).get("column")
-    if graph_id in COLUMN_GRAPHS and column and shown and column not in shown:
-        label += f" ({column})"
-    return label
+    notes = [column] if graph_id in COLUMN_GRAPHS and column and shown and column not in shown else []
+    if alert.get("run"):
+        notes.append(str(alert["run"]))
+    return alert["rule"] + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def alert_count(alerts) -> str:
+    """' (1 alert)', ' (3 alerts)'; '' for none (the run's health, and its card, say the rest)."""
+    n = len(alerts or [])
+    return f" ({n} alert{'' if n == 1 else 's'})" if n else ""
 
 
 def _shown_text(figure) -> str:

@@ -117,14 +117,16 @@ def run_alerts(store: RunStore, run_ids) -> list[tuple[str, dict]]:
 def alerts_panel(store: RunStore, run_ids):
     """(the alert cards, a one-line health summary) of the selected runs."""
     pairs = run_alerts(store, run_ids)
-    line = "; ".join(f"{name}: {summary.get('health', 'healthy')} ({len(summary.get('alerts') or [])} alerts)"
+    line = "; ".join(f"{name}: {summary.get('health', 'healthy')}{alerts_view.alert_count(summary.get('alerts'))}"
                      for name, summary in pairs)
     return alerts_view.alerts_panel(pairs), line
 
 
 def marked(figures, graph_ids, store: RunStore, run_ids) -> tuple:
-    """``figures`` (one per id of ``graph_ids``) with the runs' alert steps drawn on the plot each belongs to."""
-    alerts = [a for _, summary in run_alerts(store, run_ids) for a in summary.get("alerts") or []]
+    """``figures`` (one per id of ``graph_ids``) with the runs' alert steps drawn on the plot each belongs to;
+    with several runs each marker's label names its run (the compare view's markers were anonymous)."""
+    pairs = run_alerts(store, run_ids)
+    alerts = [{**a, "run": name} if len(pairs) > 1 else a for name, summary in pairs for a in summary.get("alerts") or []]
     return tuple(alerts_view.mark_alerts(fig, alerts, graph_id) for fig, graph_id in zip(figures, graph_ids))
 
 

@@ -366,7 +366,35 @@ def test_the_dashboard_gives_each_sample_run_the_alerts_entropymon_check_gives(n
         assert alert["message"] in text
         for remedy in alert["remedies"]:
             assert remedy["action"] in text
-    assert line == f"{name}: {checked['health']} ({len(checked['alerts'])} alerts)"
+    n = len(checked["alerts"])
+    assert line == f"{name}: {checked['health']}" + (f" ({n} alert{'' if n == 1 else 's'})" if n else "")
+    assert (line + "\n" + text).count("healthy") == (checked["health"] == "healthy")  # said once, not twice
+
+
+def test_the_diagnosis_line_counts_one_alert_in_the_singular_and_compare_markers_name_their_run():
+    """The summary line read 'grpo-x: warning (1 alerts)', and with several runs shown the dashed
+    alert markers were bare rule names: which run's collapse was at step 440?"""
+    import plotly.graph_objects as go
+
+    from entropymon_dashboard.alerts_view import alert_count, mark_alerts
+
+    assert (alert_count([]), alert_count([{}]), alert_count([{}, {}])) == ("", " (1 alert)", " (2 alerts)")
+    store = create_app(REPO / "sample_logs").run_store
+    rows = runs_rows(store)
+    ids = [r["id"] for r in rows]
+    entropy = go.Figure(go.Scatter(x=np.arange(501), y=np.zeros(501)))
+    entropy.update_layout(title="Policy entropy: entropy_mean", yaxis_title="entropy_mean (nats)")
+    summaries = dict(panels.run_alerts(store, ids))
+    expected = sorted(f"{a['rule']} ({name})" for name, s in summaries.items() for a in s["alerts"] if a["plot"] == "entropy")
+    assert expected, "the sample runs have entropy alerts"
+    (compared,) = panels.marked((entropy,), ("entropy-curves",), store, ids)
+    assert sorted(a.text for a in compared.layout.annotations) == expected
+    one = next(r for r in rows if summaries[r["run"]]["alerts"])
+    (alone,) = panels.marked((entropy,), ("entropy-curves",), store, [one["id"]])
+    assert all("(" not in a.text for a in alone.layout.annotations)  # one run: the rule alone
+    assert mark_alerts(entropy, [{"rule": "plateau", "severity": "warning", "step": 9.0, "plot": "entropy",
+                                  "evidence": {"column": "eval_accuracy"}, "run": "r1"}],
+                       "entropy-curves").layout.annotations[0].text == "plateau (eval_accuracy; r1)"
 
 
 def _strings(component) -> list[str]:
