@@ -126,7 +126,8 @@ def marked(figures, graph_ids, store: RunStore, run_ids) -> tuple:
     """``figures`` (one per id of ``graph_ids``) with the runs' alert steps drawn on the plot each belongs to;
     with several runs each marker's label names its run (the compare view's markers were anonymous)."""
     pairs = run_alerts(store, run_ids)
-    alerts = [{**a, "run": name} if len(pairs) > 1 else a for name, summary in pairs for a in summary.get("alerts") or []]
+    alerts = [{**a, "run": name} if len(pairs) > 1 else a
+              for name, summary in pairs for a in summary.get("alerts") or []]
     return tuple(alerts_view.mark_alerts(fig, alerts, graph_id) for fig, graph_id in zip(figures, graph_ids))
 
 
