@@ -180,51 +180,58 @@ class _FrameBuilder:
         present = set(part.column_names)
         if any(name in present and part.schema.field(name).type != pa.float64() for name in self.floats):
             return False
+        # (where each column goes, its part) for every column placed here; a float column the part
+        # lacks (written before it existed) is null there, as concatenating makes it
+        jobs = [(self.block[i], part.column(name) if name in present else None) for i, name in enumerate(self.floats)]
         for name in self.lists:
-            if not self._add_list(name, part, where):
+            job = self._list_job(name, part)
+            if job is False:
                 return False
+            if job is not None:
+                jobs.append(job)
 
-        def fill(columns: range) -> None:
-            for i in columns:
-                name = self.floats[i]
-                if name in present:
-                    _place(self.block[i], [chunk.to_numpy(zero_copy_only=False) for chunk in part.column(name).chunks],
-                           where)
-                else:  # a part written before the column existed: null, as concatenating makes it
-                    _place(self.block[i], [np.full(n, np.nan)], where)
+        def place(chosen: list) -> None:
+            for out, column in chosen:
+                if column is None:
+                    _place(out, [np.full(n, np.nan)], where)
+                elif out.ndim == 1:
+                    _place(out, [chunk.to_numpy(zero_copy_only=False) for chunk in column.chunks], where)
+                else:  # a list column's values matrix
+                    rows = [chunk.flatten().to_numpy().reshape(len(chunk), out.shape[1]) for chunk in column.chunks]
+                    _place(out, rows, where)
 
-        # a big part (the whole table at once) in two halves: most of the time is the kernel handing
-        # out the block's new pages, which two threads do side by side (NumPy's scatter lets go of the GIL)
-        half = len(self.floats) // 2
-        if n * len(self.floats) * 8 >= PARALLEL_BLOCK_BYTES:
-            second = read_pool().submit(fill, range(half, len(self.floats)))
-            fill(range(half))
+        # a big frame is filled by two threads, half of its bytes each: most of the time is the kernel
+        # handing out the new pages (a part's rows are spread over all of them), which two threads do
+        # side by side (NumPy's copies and scatters let go of the GIL)
+        if self.block.nbytes >= PARALLEL_BLOCK_BYTES and len(jobs) > 1:
+            weights = np.cumsum([out[0].nbytes if out.ndim == 2 else 8 for out, _ in jobs])
+            half = int(np.searchsorted(weights, weights[-1] / 2)) + 1
+            second = read_pool().submit(place, jobs[half:])
+            place(jobs[:half])
             second.result()
         else:
-            fill(range(len(self.floats)))
+            place(jobs)
         placed = set(self.floats) | {name for name, matrix in self.lists.items() if isinstance(matrix, np.ndarray)}
         self.others.append(part.select([name for name in part.column_names if name not in placed]))
         self.at += n
         return True
 
-    def _add_list(self, name: str, part: pa.Table, where) -> bool:
-        """Place ``part``'s list column ``name`` into its matrix, judging on the first part with rows
-        whether it gets one; False when it cannot be placed as judged."""
+    def _list_job(self, name: str, part: pa.Table):
+        """(its values matrix, the part's column) for the list column ``name``, judging on the first
+        part with rows whether it gets a matrix; None: nothing to place; False: the part's column
+        cannot be placed as judged."""
         matrix = self.lists[name]
         if matrix is False or not part.num_rows:
-            return True
+            return None
         column = part.column(name) if name in part.column_names else None
         fits = column is not None and column.type == self.schema.field(name).type
         width = _list_width(column) if fits else None
         if matrix is None:
             if width is None:  # nulls, ragged, missing or another type: with the other columns
                 self.lists[name] = False
-                return True
+                return None
             matrix = self.lists[name] = np.empty((self.size, width), dtype=column.type.value_type.to_pandas_dtype())
-        if width != matrix.shape[1]:
-            return False
-        _place(matrix, [chunk.flatten().to_numpy().reshape(len(chunk), width) for chunk in column.chunks], where)
-        return True
+        return (matrix, column) if width == matrix.shape[1] else False
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.block.T, columns=self.floats, copy=False)  # block.T.T is the block: no copy
@@ -332,8 +339,8 @@ def _list_width(column: pa.ChunkedArray) -> int | None:
             continue
         if chunk.values.null_count:
             return None
-        lengths = pc.list_value_length(chunk).to_numpy()
-        widths.update(np.unique(lengths).tolist())
+        lengths = pc.min_max(pc.list_value_length(chunk))
+        widths.update((lengths["min"].as_py(), lengths["max"].as_py()))
         if len(widths) > 1:
             return None
     width = widths.pop() if widths else None
