@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from entropymon.analysis.forecast import forecast_ceiling
 from entropymon.analysis.prediction import ceiling_curve, early_prediction
 from entropymon.display import held_out_sentence, verdict_sentence
 from entropymon.errors import EntropymonError
@@ -31,7 +30,7 @@ from entropymon.figures.style import empty_figure
 from entropymon.log.reader import read_table, table_steps
 from entropymon.registry import ENTROPY_COLUMNS, ENTROPY_ESTIMATES, PERFORMANCE_COLUMNS, pass_at_k_columns
 from entropymon_dashboard import alerts_view
-from entropymon_dashboard.runs_table import run_dynamics, run_summary
+from entropymon_dashboard.runs_table import run_dynamics, run_forecast, run_summary
 from entropymon_dashboard.store import RunState, RunStore
 from entropymon_dashboard.tokens_view import (
     completions_view,
@@ -43,7 +42,6 @@ from entropymon_dashboard.tokens_view import (
 
 # what the Entropy dropdown offers: the entropies, their estimates, and the median token entropy
 ENTROPY_CHOICES = (*ENTROPY_COLUMNS, *ENTROPY_ESTIMATES, "entropy_p50")
-LAW_BOOTSTRAP = 1000
 EARLY_FRACTIONS = (0.15, 0.25, 0.4, 0.5)  # the paper's 15% first; more when that holds too few points
 
 
@@ -205,11 +203,11 @@ def _or_none(function, *args, **kwargs):
         return None
 
 
-def law_results(state: RunState) -> dict:
+def law_results(store: RunStore, state: RunState) -> dict:
     """Forecast (with verdict), early prediction and ceiling curve of one run (None where the
-    run cannot support them)."""
+    run cannot support them). The forecast is the runs table's (``run_forecast``): one interval."""
     frame = state.step_metrics
-    forecast = _or_none(forecast_ceiling, frame, n_bootstrap=LAW_BOOTSTRAP)
+    forecast = run_forecast(store, state)
     early = None
     for fraction in EARLY_FRACTIONS:
         early = _or_none(early_prediction, frame, fraction, n_bootstrap=0)
@@ -227,7 +225,7 @@ def law_panel(store: RunStore, run_id):
         return (False, message, "", *(empty_figure(message, t) for t in titles))
 
     def build(s):
-        results = law_results(s)
+        results = law_results(store, s)
         forecast, early = results["forecast"], results["early"]
         trusted, verdict = verdict_sentence(forecast)
         fit = None if forecast is None else forecast.fit

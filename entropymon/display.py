@@ -23,6 +23,9 @@ HEALTH_WORDS = (HEALTHY, "warning", "critical")
 # The trust verdict on a ceiling, in words; capitalised where it starts a sentence.
 VERDICT_WORDS = {True: "trust this ceiling", False: "do not trust this ceiling"}
 TRUST_WORDS = {True: "yes", False: "no"}
+# What a figure still being computed shows (the dashboard's runs table, while a row's summary is
+# computed in the background: its ceiling, trust, health and alerts cells all say this one word).
+PENDING = "computing"
 # How the dashboard's law panel opens an untrusted verdict (the analysis's reasons start the same way).
 NOT_PREDICTIVE = "The law does not predict this run yet"
 # A run's status, one vocabulary wherever it is shown (``entropymon list``, the dashboard's table,

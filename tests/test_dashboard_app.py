@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import annotation_text
+from entropymon import display
 from entropymon.errors import RunNotFoundError
 from entropymon.log.reader import list_runs, read_run
 from entropymon.log.writer import RunLog
@@ -187,7 +188,9 @@ def test_a_slow_summary_leaves_its_row_pending_and_a_later_poll_fills_it_in(logd
     rows = body["response"]["runs-table"]["data"]
     versions = body["response"]["data-version"]["data"]
     first = rows[0]
-    assert first["pending"] and first["health"] == runs_table.PENDING and first["ceiling"] is None
+    assert first["pending"] and first["health"] == runs_table.PENDING == display.PENDING
+    # every cell the summary fills in says the same word (the ceiling read "-" and alerts was blank)
+    assert {first[key] for key in runs_table.PENDING_COLUMNS} == {display.PENDING}
     frame = read_run(logdir / "grpo-a").step_metrics
     assert first["steps"] == len(frame) and first["entropy"] == pytest.approx(frame["entropy_mean"].iloc[-1])
     status, body = poll(client, 1, ["grpo-a"], versions, rows)
@@ -198,6 +201,32 @@ def test_a_slow_summary_leaves_its_row_pending_and_a_later_poll_fills_it_in(logd
     assert not any(r.get("pending") for r in filled) and filled[0]["trust"] in ("yes", "no")
     assert filled[0]["health"] in ("healthy", "warning", "critical")
     assert len(calls) == 2  # once per run, in the background
+
+
+def test_the_runs_table_and_the_law_panel_show_one_ceiling_interval_from_one_fit(monkeypatch):
+    """grpo-temp1.3's badge tooltip read [0.879, 0.935] (the summary's 200 resamples) where the law
+    panel read [0.877, 0.942] (its own 1000): both now read the one forecast of the run version."""
+    from entropymon.analysis import summary as summary_module
+    from entropymon_dashboard import runs_table
+
+    calls = []
+    real = runs_table.forecast_ceiling
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("n_bootstrap"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs_table, "forecast_ceiling", counting)
+    monkeypatch.setattr(summary_module, "forecast_ceiling", lambda *a, **k: pytest.fail("the summary fitted its own"))
+    store = create_app(REPO / "sample_logs").run_store
+    row = next(r for r in runs_rows(store) if r["run"] == "grpo-temp1.3")
+    state = store.state(row["id"])
+    summary = runs_table.run_summary(store, state)
+    _, verdict, *_ = panels.law_panel(store, row["id"])
+    low, high = summary["ceiling_ci"]
+    shown = f"[{low:.3g}, {high:.3g}]"
+    assert shown in row["trust_reason"] and shown in row["health_tooltip"] and shown in verdict
+    assert calls == [runs_table.LAW_BOOTSTRAP] * len(store.catalog.entries())  # one fit per run, shared
 
 
 # ---- what the pages show ----

@@ -123,12 +123,15 @@ def summarize(
     thresholds=None,
     n_bootstrap: int = 1000,
     dynamics: EntropyDynamics | None = None,
+    forecast=None,
 ) -> RunSummary:
     """The run's ``RunSummary``: the law is fitted once, and the alerts read that fit.
 
     ``dynamics``: ``entropy_dynamics`` of these steps and this entropy column when the caller has it
     already (the dashboard computes it once for the summary and the covariance panel); None
-    computes it here."""
+    computes it here. ``forecast``: likewise the run's ``CeilingForecast`` (``forecast_ceiling`` with
+    these columns and bounds; the dashboard's runs table and law panel share one, so a run shows one
+    ceiling interval); None fits it here with ``n_bootstrap`` resamples."""
     frame = step_frame(run_or_df)
     figures = {}
     if entropy in frame.columns:
@@ -143,12 +146,13 @@ def summarize(
         figures["performance_error"] = str(error)
     ends = {extra: _ends(column_values(frame, extra)) for extra in EXTRA_ENDS
             if extra in frame.columns and extra != performance_column}
-    forecast, forecast_error = None, None
-    try:
-        forecast = forecast_ceiling(run_or_df, performance=performance, entropy=entropy, bounds=bounds,
-                                    n_bootstrap=n_bootstrap)
-    except AnalysisError as error:
-        forecast_error = str(error)
+    forecast_error = None
+    if forecast is None:
+        try:
+            forecast = forecast_ceiling(run_or_df, performance=performance, entropy=entropy, bounds=bounds,
+                                        n_bootstrap=n_bootstrap)
+        except AnalysisError as error:
+            forecast_error = str(error)
     dynamics_error = None
     if dynamics is None:
         try:
