@@ -143,6 +143,7 @@ RUN_PANELS = (
           _covariance, controls=("smoothing",), texts=(("cov-explanation", "children"),)),
     Panel("diversity", (Section("Diversity", "Collapse shows as zero-spread groups, pass@k meeting pass@1, repeated "
                                 "answers.", DIVERSITY_GRAPHS[:4]),
-                        Section("Off-policy and KL", "Shown when logged.", DIVERSITY_GRAPHS[4:])),
+                        Section("Off-policy and KL", "Importance-sampling ESS and the KL target's modes, when the run "
+                                "logs them; otherwise a short note says what they need.", DIVERSITY_GRAPHS[4:])),
           _diversity, controls=("smoothing",)),
 )

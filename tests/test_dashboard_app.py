@@ -378,8 +378,8 @@ def test_the_app_starts_on_the_bundled_sample_logs():
 @pytest.mark.parametrize("name", ["grpo-adaptive-ent0.55", "grpo-temp1.0", "grpo-temp1.3"])
 def test_the_dashboard_gives_each_sample_run_the_alerts_entropymon_check_gives(name):
     """One voice: the Runs badge, the alerts panel and the plot markers read the same alerts as
-    ``entropymon check --json`` on the bundled runs (the dashboard summarises with fewer bootstrap
-    resamples; that must not change a single alert)."""
+    ``entropymon check --json`` on the bundled runs (the dashboard shares one law fit between its
+    table, alerts and law panel; that must not change a single alert)."""
     import subprocess
 
     checked = json.loads(subprocess.run(["entropymon", "check", str(REPO / "sample_logs" / name), "--json"],

@@ -59,3 +59,20 @@ def test_a_panel_callback_answers_with_its_figures(tmp_path):
     body = json.loads(response.get_data(as_text=True))["response"]
     assert set(body) == {*panel.graphs, *(i for i, _ in panel.texts)}
     assert body["cov-forms"]["figure"]["data"]  # the synthetic run logs both covariance forms
+
+
+def test_off_policy_and_kl_plots_a_run_did_not_log_are_short_notes_as_the_section_says():
+    """The section said "Shown when logged." yet drew two full-size empty boxes "Not logged in this run"."""
+    import pandas as pd
+
+    from entropymon.figures import diversity
+    from entropymon.figures.style import FIGURE_HEIGHT, NOT_LOGGED_HEIGHT
+
+    section = next(s for panel in RUN_PANELS for s in panel.sections if s.title == "Off-policy and KL")
+    assert "Shown when logged" not in section.note and "otherwise" in section.note
+    bare = pd.DataFrame({"step": [0, 1, 2], "entropy_mean": [0.5, 0.4, 0.3]})
+    for figure in (diversity.ess_figure(bare), diversity.kl_modes_figure(bare)):
+        assert figure.layout.height == NOT_LOGGED_HEIGHT < FIGURE_HEIGHT and len(figure.data) == 0
+        assert "Not logged in this run" in figure.layout.annotations[0].text
+    logged = bare.assign(ess_frac=[0.9, 0.8, 0.7])
+    assert diversity.ess_figure(logged).layout.height == FIGURE_HEIGHT  # a logged one keeps its size

@@ -21,7 +21,15 @@ from entropymon.analysis._frame import smooth
 from entropymon.display import run_color
 from entropymon.errors import InputError
 from entropymon.figures.downsample import DEFAULT_MAX_POINTS, minmax_indices
-from entropymon.figures.style import empty_figure, finite_xy, hover_template, metric_label, scatter_class, styled
+from entropymon.figures.style import (
+    FIGURE_HEIGHT,
+    empty_figure,
+    finite_xy,
+    hover_template,
+    metric_label,
+    scatter_class,
+    styled,
+)
 from entropymon.registry import pass_at_k_columns
 
 
@@ -65,13 +73,14 @@ def _add_line(fig, frame, column, *, name, color, smoothing, max_points, dash=No
 
 def lines_figure(frame: pd.DataFrame, columns, title: str, *, smoothing: float = 0.0,
                  max_points: int = DEFAULT_MAX_POINTS, uirevision=None, y_title: str = "",
-                 missing: str | None = None) -> go.Figure:
-    """One line per column of ``columns`` present in ``frame`` (one run)."""
+                 missing: str | None = None, missing_height: int = FIGURE_HEIGHT) -> go.Figure:
+    """One line per column of ``columns`` present in ``frame`` (one run); when none is, an empty
+    figure of ``missing_height`` saying ``missing``."""
     fig = go.Figure()
     drawn = [c for i, c in enumerate(columns)
              if _add_line(fig, frame, c, name=c, color=run_color(i), smoothing=smoothing, max_points=max_points)]
     if not drawn:
-        return empty_figure(missing or f"Not logged in this run: {', '.join(columns)}", title)
+        return empty_figure(missing or f"Not logged in this run: {', '.join(columns)}", title, missing_height)
     y_title = y_title or (metric_label(drawn[0]) if len(drawn) == 1 else "")
     return styled(fig, title, uirevision=uirevision, y_title=y_title)
 

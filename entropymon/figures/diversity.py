@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from entropymon.figures.curves import lines_figure
 from entropymon.figures.downsample import DEFAULT_MAX_POINTS
+from entropymon.figures.style import NOT_LOGGED_HEIGHT
 
 
 def zero_std_figure(frame: pd.DataFrame, *, smoothing: float = 0.0, uirevision=None,
@@ -32,11 +33,13 @@ def ess_figure(frame: pd.DataFrame, *, smoothing: float = 0.0, uirevision=None,
                max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
     return lines_figure(frame, ("ess_frac",), "Effective sample size / N", smoothing=smoothing,
                         uirevision=uirevision, max_points=max_points,
-                        missing="Not logged in this run: ess_frac (needs old log-probs)")
+                        missing="Not logged in this run: ess_frac (needs old log-probs)",
+                        missing_height=NOT_LOGGED_HEIGHT)
 
 
 def kl_modes_figure(frame: pd.DataFrame, *, smoothing: float = 0.0, uirevision=None,
                     max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
     return lines_figure(frame, ("kl_target_modes",), "Modes the KL-optimal target wants", smoothing=smoothing,
                         uirevision=uirevision, max_points=max_points,
-                        missing="Not logged in this run: kl_target_modes (needs reference log-probs and kl_beta)")
+                        missing="Not logged in this run: kl_target_modes (needs reference log-probs and kl_beta)",
+                        missing_height=NOT_LOGGED_HEIGHT)

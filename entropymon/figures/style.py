@@ -43,8 +43,14 @@ def light_template() -> go.layout.Template:
     })
 
 
+# the height of a figure's box (px); an optional plot that the run did not log is drawn as a short
+# box holding only its note, not as a full-size empty plot
+FIGURE_HEIGHT = 320
+NOT_LOGGED_HEIGHT = 110
+
+
 def styled(fig: go.Figure, title: str, *, uirevision=None, x_title: str = "step", y_title: str = "",
-           height: int = 320) -> go.Figure:
+           height: int = FIGURE_HEIGHT) -> go.Figure:
     """Apply the shared layout. ``uirevision``: while it stays equal, plotly keeps the user's
     zoom, pan and legend clicks across figure updates (live refresh)."""
     fig.update_layout(
@@ -62,7 +68,7 @@ def styled(fig: go.Figure, title: str, *, uirevision=None, x_title: str = "step"
     return fig
 
 
-def empty_figure(message: str, title: str = "", height: int = 320) -> go.Figure:
+def empty_figure(message: str, title: str = "", height: int = FIGURE_HEIGHT) -> go.Figure:
     """A figure with no axes that shows ``message`` in its middle."""
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
