@@ -60,6 +60,18 @@ def _changed(new, old):
     return no_update if new == old else new
 
 
+def token_run_for(every: list, focus, token_run, auto) -> tuple:
+    """(the Tokens tab's run, the value to remember as set automatically). The Tokens run follows
+    the focused run (the Runs page's ticked run, or the Run view's detail run) while it is the
+    value this rule last set (``auto``): once the user picks another run on the Tokens tab, that
+    pick stays while the run exists. It kept its first value after the user ticked another run."""
+    follows = token_run is None or token_run not in every or token_run == auto
+    if not follows:
+        return token_run, auto
+    token_run = focus if focus in every else (every[0] if every else None)
+    return token_run, token_run
+
+
 def _options(values) -> list[dict]:
     return [{"label": v, "value": v} for v in values]
 
@@ -116,15 +128,15 @@ def register_callbacks(app, store: RunStore, run_panels=RUN_PANELS) -> None:
         return _changed(chosen, current)
 
     @app.callback(Output("focus-run", "options"), Output("focus-run", "value"),
-                  Output("token-run", "options"), Output("token-run", "value"),
-                  Input("selected-runs", "data"), Input("data-version", "data"),
-                  State("focus-run", "value"), State("token-run", "value"))
-    def run_choices(selected, versions, focus, token_run):
+                  Output("token-run", "options"), Output("token-run", "value"), Output("token-run-auto", "data"),
+                  Input("selected-runs", "data"), Input("data-version", "data"), Input("focus-run", "value"),
+                  State("token-run", "value"), State("token-run-auto", "data"))
+    def run_choices(selected, versions, focus, token_run, auto):
         selected = selected or []
         every = list(versions or {})
         focus = focus if focus in selected else (selected[0] if selected else None)
-        token_run = token_run if token_run in every else (focus or (every[0] if every else None))
-        return _options(selected), focus, _options(every), token_run
+        token_run, followed = token_run_for(every, focus, token_run, auto)
+        return _options(selected), focus, _options(every), token_run, _changed(followed, auto)
 
     @app.callback(Output("curves-key", "data"), Input("selected-runs", "data"), Input("data-version", "data"),
                   State("curves-key", "data"))

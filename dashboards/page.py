@@ -129,6 +129,7 @@ def app_layout(logdir_label: str, poll_ms: int) -> html.Div:
         dcc.Store(id="selected-runs", data=None),
         dcc.Store(id="data-version", data={}),
         dcc.Store(id="curves-key"), dcc.Store(id="focus-key"), dcc.Store(id="token-key"),
+        dcc.Store(id="token-run-auto"),  # the Tokens run as last set to follow the focus (callbacks.token_run_for)
         dcc.Interval(id="poll", interval=poll_ms, n_intervals=0),
         dcc.Tabs(id="tabs", value="runs", children=[
             dcc.Tab(label="Runs", value="runs", children=runs_page()),

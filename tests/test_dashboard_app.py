@@ -461,3 +461,39 @@ def test_alert_markers_stack_close_labels_and_name_a_column_the_curve_does_not_s
     far = [alert("entropy_collapse", 100.0, "entropy", "entropy_mean"), alert("entropy_collapse", 440.0, "entropy", "entropy_mean")]
     texts = [(a.text, a.yshift or 0) for a in mark_alerts(entropy, far, "entropy-curves").layout.annotations]
     assert texts == [("entropy_collapse", 0), ("entropy_collapse", 0)]  # the column it shows; far apart: one row
+
+
+RUN_CHOICE_OUTPUTS = [("focus-run", "options"), ("focus-run", "value"), ("token-run", "options"),
+                      ("token-run", "value"), ("token-run-auto", "data")]
+
+
+def _run_choices(client, selected, versions, focus, token_run, auto):
+    status, body = dash_post(client, RUN_CHOICE_OUTPUTS,
+                             [("selected-runs", "data", selected), ("data-version", "data", versions),
+                              ("focus-run", "value", focus)],
+                             [("token-run", "value", token_run), ("token-run-auto", "data", auto)])
+    assert status == 200
+    response = body["response"]
+    return (response["focus-run"]["value"], response["token-run"]["value"],
+            response.get("token-run-auto", {}).get("data", auto))
+
+
+def test_the_tokens_run_follows_the_ticked_run_until_the_user_picks_one_on_the_tokens_tab(logdir):
+    """The Tokens tab's run kept its first value (grpo-a) after the user ticked another run on the
+    Runs page; a run picked on the Tokens tab itself stays."""
+    client = create_app(logdir).server.test_client()
+    versions = {"grpo-a": "1", "sweep/grpo-b": "1"}
+    focus, token, auto = _run_choices(client, ["grpo-a"], versions, None, None, None)
+    assert (focus, token, auto) == ("grpo-a", "grpo-a", "grpo-a")
+    # the user ticks the other run instead: the focus and the Tokens run follow
+    focus, token, auto = _run_choices(client, ["sweep/grpo-b"], versions, focus, token, auto)
+    assert (focus, token, auto) == ("sweep/grpo-b", "sweep/grpo-b", "sweep/grpo-b")
+    # both ticked, the detail dropdown set to grpo-a: the Tokens run follows that too
+    focus, token, auto = _run_choices(client, ["grpo-a", "sweep/grpo-b"], versions, "grpo-a", token, auto)
+    assert (focus, token) == ("grpo-a", "grpo-a")
+    # the user picks sweep/grpo-b on the Tokens tab: it stays when the ticks change
+    focus, token, auto = _run_choices(client, ["grpo-a"], versions, focus, "sweep/grpo-b", auto)
+    assert (focus, token) == ("grpo-a", "sweep/grpo-b")
+    # ... until that run is gone
+    focus, token, auto = _run_choices(client, ["grpo-a"], {"grpo-a": "2"}, focus, token, auto)
+    assert token == "grpo-a"
