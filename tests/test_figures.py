@@ -440,3 +440,23 @@ def test_a_completion_card_shows_its_prompt_and_the_view_says_how_many_are_shown
     assert prompt.className == "completion-prompt" and prompt.children[1].children == "23+34="
     assert shown_count(3, 2, 3).children == "2 of 3 completions shown"
     assert shown_count(3, 20, 8).children == "3 of 3 completions shown (3 of the step's 8 match the filters)"
+
+
+def test_top_cov_share_plot_and_the_explanation_say_which_share_each_is_and_both_lines_show():
+    """The covariance paragraph's 'top 0.2% Cov_i tokens 0%' (their share of the entropy change) read
+    as contradicting the plot beside it at 10-20% (their share of Σ Cov_i), and the plot's two lines
+    nearly coincide, so the red one hid the blue."""
+    from pathlib import Path
+
+    from entropymon.figures.covariance import top_share_figure
+    from entropymon.log.reader import read_run
+
+    frame = read_run(Path(__file__).resolve().parents[1] / "sample_logs" / "grpo-temp1.3").step_metrics
+    fig = top_share_figure(frame)
+    assert "share of Σ Cov_i" in fig.layout.title.text and "not of the entropy change" in fig.layout.title.text
+    lines = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in lines] == ["cov_top_0_2pct_share", "cov_top_0_02pct_share"]
+    assert lines[0].line.dash in (None, "solid") and lines[1].line.dash == "dash"  # the one on top is dashed
+    explanation = entropy_dynamics(frame).explanation
+    assert "Share of the summed entropy change by token class (of the change, not of Σ Cov_i)" in explanation
+    assert "top 0.2% Cov_i tokens" in explanation

@@ -255,7 +255,8 @@ def _explain(observed: str, fits: dict[str, CovarianceFit], n_rows: int, ratio, 
         text += ": mostly batch-to-batch noise." if ratio >= 2 else "."
     if attribution:
         parts = [f"{ATTRIBUTION_LABEL[name]} {_percent(share)}" for name, share in attribution.items()]
-        text += " Share of the summed change by token class: " + ", ".join(parts) + "."
+        text += (" Share of the summed entropy change by token class (of the change, not of Σ Cov_i): "
+                 + ", ".join(parts) + ".")
     return text
 
 

@@ -22,6 +22,8 @@ from entropymon.registry import COVARIANCE_FORMS, PREDICTOR_LABELS, PREDICTOR_SI
 
 ADVANTAGE_SPLIT = ("cov_sum_pos_adv", "cov_sum_neg_adv")
 TOP_SHARES = ("cov_top_0_2pct_share", "cov_top_0_02pct_share")
+# a share of Σ Cov_i, which the explanation's token-class shares (of the entropy change) are not
+TOP_SHARE_TITLE = "Top Cov_i tokens' share of Σ Cov_i (not of the entropy change)"
 
 
 def covariance_forms_figure(frame: pd.DataFrame, *, smoothing: float = 0.0, uirevision=None,
@@ -39,8 +41,9 @@ def advantage_split_figure(frame: pd.DataFrame, *, smoothing: float = 0.0, uirev
 
 def top_share_figure(frame: pd.DataFrame, *, smoothing: float = 0.0, uirevision=None,
                      max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
-    return lines_figure(frame, TOP_SHARES, "Share of Σ Cov_i in the top tokens", smoothing=smoothing,
-                        uirevision=uirevision, max_points=max_points, y_title="fraction")
+    # the two shares often nearly coincide: the second is dashed so the first shows through it
+    return lines_figure(frame, TOP_SHARES, TOP_SHARE_TITLE, smoothing=smoothing, uirevision=uirevision,
+                        max_points=max_points, y_title="fraction", dashes=(None, "dash"))
 
 
 def predicted_dh(table: pd.DataFrame, eta_eff: dict[str, float]) -> dict[str, np.ndarray]:

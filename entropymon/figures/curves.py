@@ -73,12 +73,14 @@ def _add_line(fig, frame, column, *, name, color, smoothing, max_points, dash=No
 
 def lines_figure(frame: pd.DataFrame, columns, title: str, *, smoothing: float = 0.0,
                  max_points: int = DEFAULT_MAX_POINTS, uirevision=None, y_title: str = "",
-                 missing: str | None = None, missing_height: int = FIGURE_HEIGHT) -> go.Figure:
+                 missing: str | None = None, missing_height: int = FIGURE_HEIGHT, dashes=()) -> go.Figure:
     """One line per column of ``columns`` present in ``frame`` (one run); when none is, an empty
-    figure of ``missing_height`` saying ``missing``."""
+    figure of ``missing_height`` saying ``missing``. ``dashes``: plotly dash styles by column
+    position (lines that may coincide: a dashed one over a solid one leaves both visible)."""
     fig = go.Figure()
     drawn = [c for i, c in enumerate(columns)
-             if _add_line(fig, frame, c, name=c, color=run_color(i), smoothing=smoothing, max_points=max_points)]
+             if _add_line(fig, frame, c, name=c, color=run_color(i), smoothing=smoothing, max_points=max_points,
+                          dash=dashes[i] if i < len(dashes) else None)]
     if not drawn:
         return empty_figure(missing or f"Not logged in this run: {', '.join(columns)}", title, missing_height)
     y_title = y_title or (metric_label(drawn[0]) if len(drawn) == 1 else "")
