@@ -200,6 +200,36 @@ def test_token_columns_keep_their_dtype_and_scalars_are_broadcast(tmp_path):
     assert table.column("step").to_pylist() == [2] * 5
 
 
+def test_token_chunks_read_back_bit_for_bit_with_the_writers_parquet_options(tmp_path):
+    # the options chosen for speed in durable.py (LZ4, dictionary and min/max statistics on the
+    # key columns only, page checksums) must still give back exactly what was logged
+    rng = np.random.default_rng(1)
+    rows = 3 * 4096
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, np.finfo(np.float32).tiny, np.finfo(np.float32).max],
+                       dtype=np.float32)
+    columns = {
+        "sample_id": np.repeat(np.arange(rows // 512, dtype=np.int32), 512),
+        "position": np.tile(np.arange(512, dtype=np.int32), rows // 512),
+        "token_id": rng.integers(np.iinfo(np.int32).min, np.iinfo(np.int32).max, rows, dtype=np.int32),
+        "entropy": np.concatenate([special, rng.gamma(0.5, 1.0, rows - special.size).astype(np.float32)]),
+        "logprob": -rng.exponential(0.5, rows).astype(np.float32),
+    }
+    with RunLog(tmp_path, "r") as log:
+        for step in range(3):
+            log.log_tokens(step, {name: values[step * 4096:(step + 1) * 4096] for name, values in columns.items()})
+    [path] = chunk_files(tmp_path / "r", "tokens")
+    table = pq.read_table(path, page_checksum_verification=True)
+    assert table.column("step").to_pylist() == [0] * 4096 + [1] * 4096 + [2] * 4096
+    for name, values in columns.items():
+        stored = table.column(name).to_numpy()
+        assert stored.dtype == values.dtype and stored.tobytes() == values.tobytes(), name
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    by_name = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert {column.compression for column in by_name.values()} == {"LZ4"}  # pyarrow's name for LZ4_RAW
+    assert (by_name["step"].statistics.min, by_name["step"].statistics.max) == (0, 2)
+    assert by_name["rank"].is_stats_set and not by_name["entropy"].is_stats_set
+
+
 def test_torch_tensors_are_converted_on_the_writer_thread(tmp_path):
     torch = pytest.importorskip("torch")
     values = torch.tensor([0.5, 1.25, 2.0], dtype=torch.bfloat16)

@@ -20,11 +20,19 @@ import pyarrow.parquet as pq
 
 from entropymon.log.schema import KEY_TYPES, STEP_COLUMN
 
-# Parquet options: page checksums let the reader detect a damaged page. Dictionary encoding only
-# for the key columns and text: for token ids, positions and floats it halves the write speed
-# (measured in benchmarks/writer.py) and zstd-1 compresses them about as well without it.
-PARQUET_COMPRESSION = "zstd"
-PARQUET_COMPRESSION_LEVEL = 1
+# Parquet options (measured on the token table: benchmarks/writer_options.py, figures in
+# benchmarks/README.md's writer section). Page checksums let the reader detect a damaged page.
+# LZ4 (written as Parquet's LZ4_RAW codec) encodes about 1.4x faster than zstd-1, for files 1.17x
+# bigger that read back faster. Dictionary encoding only for the key columns and text: on token
+# ids and positions it costs a third of the write speed for files 1.13x smaller. Min/max
+# statistics only for the key columns, the ones readers skip row groups by (cache.py reads the
+# step's): on the float and id columns they cost ~10% of the encoding and serve no reader.
+PARQUET_COMPRESSION = "lz4"
+PARQUET_COMPRESSION_LEVEL = None
+
+
+def _statistics_columns(schema: pa.Schema) -> list[str]:
+    return [field.name for field in schema if field.name in KEY_TYPES]
 
 
 def _dictionary_columns(schema: pa.Schema) -> list[str]:
@@ -97,7 +105,8 @@ def write_parquet_temp(table: pa.Table, temp_path: Path, metadata: dict[bytes, b
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     options = {"compression": PARQUET_COMPRESSION, "compression_level": PARQUET_COMPRESSION_LEVEL,
-               "use_dictionary": _dictionary_columns(table.schema), "write_page_checksum": True}
+               "use_dictionary": _dictionary_columns(table.schema), "write_page_checksum": True,
+               "write_statistics": _statistics_columns(table.schema)}
     bounds = row_group_bounds(table)
     if len(bounds) == 2:  # one row group: the chunk is the unit of work
         pq.write_table(table, temp_path, row_group_size=max(table.num_rows, 1), **options)
