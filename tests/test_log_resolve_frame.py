@@ -132,3 +132,25 @@ def test_pieces_that_cannot_be_placed_one_at_a_time_are_refused():
     # step rows of one (rank, step) logged twice in one segment: they merge, which needs every piece
     assert _streamed([pieces[0], pieces[0]])[0] is None
     assert _streamed([pieces[0], pieces[0]], merge_step_rows=False)[0] is not None
+
+
+def test_a_list_column_equal_to_an_earlier_one_shares_its_values_until_a_piece_differs():
+    pieces = []
+    for table, segment in _pieces("plain"):
+        hist = table.column("hist")
+        table = table.append_column("twin", hist)  # equal everywhere: entropy_hist and stat/entropy_hist
+        rank = table.column("rank")[0].as_py() if table.num_rows else 0
+        differs = pa.array([[9] * 6] * table.num_rows, type=hist.type) if rank == 2 else hist
+        pieces.append((table.append_column("until_rank_2", differs), segment))
+    frame, tagged, _ = _streamed(pieces)
+    expected, _ = resolve.resolve_frame(tagged, merge_step_rows=True, arrow_lists=True)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    in_memory = resolve._to_pandas(pa.concat_tables([t for t, _ in pieces]), True)
+    for built in (frame, in_memory):
+        def values(name, built=built):
+            return resolve.list_columns.chunks(built[name]).chunk(0).values.buffers()[1].address
+
+        assert values("twin") == values("hist")  # one matrix behind both
+        assert values("until_rank_2") != values("hist")  # copied when rank 2's piece differed
+    assert frame.loc[frame["rank"] == 2, "until_rank_2"].map(list).tolist() == [[9] * 6] * 9
+    assert frame["twin"].map(list).equals(frame["hist"].map(list))
