@@ -95,8 +95,10 @@ def _summary(store: RunStore, state: RunState) -> dict:
     if state.message() is not None:
         return {"steps": 0, "reason": state.message()}
     try:
+        # the forecast first: the law panel, drawn before the covariance panel, waits for it
+        forecast = run_forecast(store, state)
         summary = summarize(_RunFrames(state), n_bootstrap=LAW_BOOTSTRAP, dynamics=run_dynamics(store, state),
-                            forecast=run_forecast(store, state))
+                            forecast=forecast)
     except Exception as error:  # noqa: BLE001 - the table must still list the run
         return {"steps": int(len(frame)), "reason": f"summary failed: {error}"}
     return summary.to_dict()
