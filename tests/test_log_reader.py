@@ -268,6 +268,30 @@ def test_a_big_table_read_file_by_file_equals_the_cached_read_and_leaves_no_colu
         assert set(TABLE_CACHE._entries[str(path)].columns) == {"step", "rank"}
 
 
+def test_a_live_refresh_after_a_file_by_file_read_appends_only_the_new_rows(tmp_path, monkeypatch):
+    from entropymon.log import view
+
+    monkeypatch.setattr(view, "STREAM_MIN_DISK_BYTES", 0)
+    run_path = _wide_run(tmp_path)
+    run = read_run(run_path)
+    before = (run.steps, run.step_metrics)
+    rng = np.random.default_rng(9)
+    for rank in range(3):  # step 9 from every rank, then a refresh
+        with RunLog(tmp_path, "wide", rank=rank, flush_interval_s=3600) as log:
+            row = {f"m{i}": float(rng.normal()) for i in range(12)}
+            log.log_step(9, {**row, "stat/entropy_hist": [1, 2, 3, 4, 5], "late": 9.0})
+    run.refresh()
+    steps, metrics = run.steps, run.step_metrics
+    assert run._views["steps"].full_reads == 1  # the new rows were appended, not read again with the rest
+    assert steps["step"].tolist()[-3:] == [9, 9, 9] and len(steps) == len(before[0]) + 3
+    pd.testing.assert_frame_equal(steps.iloc[:len(before[0])], before[0], check_exact=True)
+    monkeypatch.setattr(view, "STREAM_MIN_DISK_BYTES", 1 << 60)
+    TABLE_CACHE.clear()
+    fresh = read_run(run_path)  # the whole table resolved again through the file cache
+    pd.testing.assert_frame_equal(steps, fresh.steps, check_exact=True)
+    pd.testing.assert_frame_equal(metrics, fresh.step_metrics, check_exact=True)
+
+
 def test_a_second_read_of_an_unchanged_run_opens_no_file_and_new_chunks_cost_one_read_each(tmp_path):
     run_path = write_run(tmp_path, steps=range(3))
     first = read_run(run_path)
