@@ -76,7 +76,7 @@ def resolve_frame(pieces: list[pa.Table], *, merge_step_rows: bool,
                   arrow_lists: bool = False) -> tuple[pd.DataFrame | None, bool]:
     """``resolve`` for readers: (the rows as a DataFrame, None without pieces; whether column types
     clashed across chunks). Rows are put in order while converting to pandas: a wide table's float
-    columns are written into their 2-D block in order (``_with_float_block``), the rest reordered by
+    columns are written into their 2-D block in order (``_FrameBuilder``), the rest reordered by
     one NumPy take instead of an Arrow take per column.
 
     ``arrow_lists``: list columns stay Arrow-backed (``metrics.list_columns``) instead of one numpy
