@@ -45,8 +45,9 @@ def reference(data: pa.Table, arrow: bool, order) -> pd.DataFrame:
 @pytest.mark.parametrize("arrow", [True, False])
 @pytest.mark.parametrize("kind", ["none", "permute", "drop"])
 def test_the_frame_equals_to_pandas_then_take(arrow, kind, threads, monkeypatch):
-    # a big block is filled by two threads, half of the columns each
+    # a big block is filled by two threads, half of the columns each, in memory of its own (mmap)
     monkeypatch.setattr(resolve, "PARALLEL_BLOCK_BYTES", 0 if threads else 1 << 62)
+    monkeypatch.setattr(resolve, "HUGE_PAGE_FREE_BYTES", 0 if threads else 1 << 62)
     pieces = [wide_table(rows, seed) for seed, rows in enumerate((7, 1, 12))]
     data = pa.concat_tables([pieces[0], pieces[1], pieces[2].slice(0, 5), pieces[2].slice(5)])  # uneven chunks
     rng = np.random.default_rng(3)
@@ -154,3 +155,14 @@ def test_a_list_column_equal_to_an_earlier_one_shares_its_values_until_a_piece_d
         assert values("until_rank_2") != values("hist")  # copied when rank 2's piece differed
     assert frame.loc[frame["rank"] == 2, "until_rank_2"].map(list).tolist() == [[9] * 6] * 9
     assert frame["twin"].map(list).equals(frame["hist"].map(list))
+
+
+def test_a_big_fresh_array_has_memory_of_its_own_that_lives_as_long_as_its_frame(monkeypatch):
+    assert resolve._fresh_array((2, 3), np.int64).flags.owndata  # small: plain np.empty
+    monkeypatch.setattr(resolve, "HUGE_PAGE_FREE_BYTES", 0)
+    big = resolve._fresh_array((3, 100_000), np.float64)
+    assert not big.flags.owndata and big.flags.writeable and big.shape == (3, 100_000)
+    big[:] = 1.5
+    frame = pd.DataFrame(big.T, copy=False)
+    del big
+    assert frame.to_numpy().sum() == 1.5 * 300_000  # the frame keeps the mapping alive
