@@ -284,10 +284,12 @@ class _FrameBuilder:
 def _fresh_array(shape: tuple[int, int], dtype) -> np.ndarray:
     """An uninitialised array in anonymous memory of its own, without transparent huge pages.
 
-    Why: NumPy asks the kernel for transparent huge pages on every array of 4 MB or more, and with
-    the common ``defrag=madvise`` setting the kernel then compacts memory synchronously to find
-    each 2 MB page. Touching a fresh 750 MB array (the frame of 64 ranks x 10k steps) took
-    1.95-2.14 s that way on the development VM and 0.41-0.48 s in ordinary pages."""
+    Why: NumPy asks the kernel for transparent huge pages on every array of 4 MB or more. On the
+    development VM a fresh huge page comes from memory the host has not backed yet (about 2 ms per
+    MB to touch), while ordinary pages mostly reuse what processes freed shortly before: touching
+    a fresh 750 MB array (the frame of 64 ranks x 10k steps) took 1.95-2.14 s with huge pages and
+    0.41-0.48 s without (4 GB, more than was freed: 9.6-9.8 s against 6.7-7.7 s; no compaction
+    stalls counted). The frame is written once and read in passes, so huge pages buy it little."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if nbytes < HUGE_PAGE_FREE_BYTES:
         return np.empty(shape, dtype=dtype)
