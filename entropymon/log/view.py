@@ -53,6 +53,19 @@ def _disk_bytes(files: list[tuple[ChunkName, Path]]) -> int:
     return total
 
 
+def _tagged(files: list[tuple[ChunkName, Path]], columns: list[str] | None = None) -> tuple[list, list, list]:
+    """(each readable file's ``columns`` tagged with its segment; each file's placement, None when
+    unreadable or unknown; the readable files) through the file cache."""
+    pieces, placements, readable = [], [], []
+    for chunk, path in files:
+        data = TABLE_CACHE.read(path, columns)
+        placements.append(None if data is None else TABLE_CACHE.placement(path))
+        if data is not None:
+            pieces.append(tag_segment(data, chunk.segment))
+            readable.append((chunk, path))
+    return pieces, placements, readable
+
+
 def _subtract(interval: tuple[int, int], covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The parts of ``interval`` [a, b) outside the sorted, disjoint ``covered`` intervals."""
     start, stop = interval
@@ -188,30 +201,16 @@ class TableView:
         are decoded one at a time into the frame and not cached (``resolve.stream_frame``). A small
         one, or one that cannot be placed so (step rows to merge, clashing types), is decoded through
         the file cache (a second read of the run then opens no file) and resolved by ``resolve_frame``."""
-        readable, placements = [(chunk, path) for chunk, path in files], None
         if _disk_bytes(files) >= STREAM_MIN_DISK_BYTES:
             TABLE_CACHE.preload([path for _, path in files], columns=[])  # keys only
-            keys, schemas, readable, placements = [], [], [], []
-            for chunk, path in files:
-                data = TABLE_CACHE.read(path, [])
-                placements.append(None if data is None else TABLE_CACHE.placement(path))
-                if data is not None:
-                    keys.append(tag_segment(data, chunk.segment))
-                    schemas.append(TABLE_CACHE.schema(path))
-                    readable.append((chunk, path))
-            frame = stream_frame(keys, schemas, lambda i: TABLE_CACHE.read_uncached(readable[i][1]),
+            keys, placements, readable = _tagged(files, [])
+            frame = stream_frame(keys, [TABLE_CACHE.schema(path) for _, path in readable],
+                                 lambda i: TABLE_CACHE.read_uncached(readable[i][1]),
                                  merge_step_rows=self.merge_step_rows, arrow_lists=True)
             if frame is not None:
                 return frame, False, placements
-        TABLE_CACHE.preload([path for _, path in readable])
-        pieces, found = [], []
-        for chunk, path in readable:
-            data = TABLE_CACHE.read(path)
-            found.append(None if data is None else TABLE_CACHE.placement(path))
-            if data is not None:
-                pieces.append(tag_segment(data, chunk.segment))
-        if placements is None:
-            placements = found
+        TABLE_CACHE.preload([path for _, path in files])
+        pieces, placements, _ = _tagged(files)
         frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows, arrow_lists=True)
         return frame, clash, placements
 
