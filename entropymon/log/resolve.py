@@ -199,8 +199,7 @@ class _FrameBuilder:
                 elif out.ndim == 1:
                     _place(out, [chunk.to_numpy(zero_copy_only=False) for chunk in column.chunks], where)
                 else:  # a list column's values matrix
-                    rows = [chunk.flatten().to_numpy().reshape(len(chunk), out.shape[1]) for chunk in column.chunks]
-                    _place(out, rows, where)
+                    _place(out, _list_rows(column, out.shape[1]), where)
 
         # a big frame is filled by two threads, half of its bytes each: most of the time is the kernel
         # handing out the new pages (a part's rows are spread over all of them), which two threads do
@@ -362,8 +361,13 @@ def _ordered_list(column: pa.ChunkedArray, order: np.ndarray | None, positions: 
         return pa.chunked_array([joined if order is None else joined.take(pa.array(order))])
     rows = len(column) if order is None else len(order)
     values = np.empty((rows, width), dtype=column.type.value_type.to_pandas_dtype())
-    _place(values, [chunk.flatten().to_numpy().reshape(len(chunk), width) for chunk in column.chunks], positions)
+    _place(values, _list_rows(column, width), positions)
     return pa.chunked_array([_list_array(values, column.type)])
+
+
+def _list_rows(column: pa.ChunkedArray, width: int) -> list[np.ndarray]:
+    """Each chunk of a list column of lists of length ``width`` as a (rows, width) matrix (no copy)."""
+    return [chunk.flatten().to_numpy().reshape(len(chunk), width) for chunk in column.chunks]
 
 
 def _list_array(values: np.ndarray, list_type: pa.DataType) -> pa.Array:
