@@ -108,26 +108,25 @@ def run_dynamics(store: RunStore, state: RunState):
     """``entropy_dynamics`` of the run's steps (None when it cannot be computed), once per run
     version: the summary and the covariance panel share it (its bootstraps were half of the
     summary's time on 10k steps), and whichever asks second waits for the first's computation."""
-    def compute(s: RunState):
-        try:
-            return entropy_dynamics(s.step_metrics)
-        except EntropymonError:
-            return None
-
-    return store.derived(state, "dynamics", compute)
+    return _step_analysis(store, state, "dynamics", entropy_dynamics)
 
 
 def run_forecast(store: RunStore, state: RunState):
     """``forecast_ceiling`` of the run's steps with ``LAW_BOOTSTRAP`` resamples (None when the law
     cannot be fitted), once per run version: the summary (ceiling, trust, alerts) and the law panel
     share it. The law reads the step table only, so it is the fit ``summarize`` would make."""
+    return _step_analysis(store, state, "forecast", lambda steps: forecast_ceiling(steps, n_bootstrap=LAW_BOOTSTRAP))
+
+
+def _step_analysis(store: RunStore, state: RunState, key: str, analysis):
+    """``analysis(step_metrics)`` of the run, once per run version; None when the run cannot support it."""
     def compute(s: RunState):
         try:
-            return forecast_ceiling(s.step_metrics, n_bootstrap=LAW_BOOTSTRAP)
+            return analysis(s.step_metrics)
         except EntropymonError:
             return None
 
-    return store.derived(state, "forecast", compute)
+    return store.derived(state, key, compute)
 
 
 def run_summary(store: RunStore, state: RunState, wait_s: float | None = None) -> dict:
