@@ -8,8 +8,9 @@ acts on the failure, and cites the paper that measured it. ``None`` for a framew
 no such setting; the ``why`` says what to do instead.
 
 Rules map to remedies in ``RULE_REMEDIES``; ``remedies_for(rule)`` returns plain dicts so alerts
-stay JSON-friendly. ``remedies_for(rule, temperature=...)`` fits the temperature remedy to the run's
-recorded sampling temperature (a value 0.1 above it); without one it stays generic.
+stay JSON-friendly. ``at_temperature(remedies, temperature)`` fits the temperature remedy to the
+run's recorded sampling temperature (a value 0.1 above it; ``diagnose`` does it for every alert);
+without one it stays generic.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def temperature_remedy(temperature: float | None) -> Remedy:
         current = float(temperature)
     except (TypeError, ValueError):
         return REMEDIES["temperature"]
-    if not current > 0 or current != current or current == float("inf"):
+    if not 0 < current < float("inf"):  # NaN fails both comparisons
         return REMEDIES["temperature"]
     higher = _temperature_text(current + TEMPERATURE_STEP)
     return Remedy(f"raise the sampling temperature above the current {_temperature_text(current)}",
@@ -159,11 +160,9 @@ def _temperature_text(value: float) -> str:
     return text + "0" if text.endswith(".") else text
 
 
-def remedies_for(key: str, temperature: float | None = None) -> list[dict]:
-    """The remedies (as dicts) for a rule or one of its variants; [] when none are listed.
-    ``temperature``: the run's sampling temperature when known (``temperature_remedy``)."""
-    return [(temperature_remedy(temperature) if name == "temperature" else REMEDIES[name]).to_dict()
-            for name in RULE_REMEDIES.get(key, ())]
+def remedies_for(key: str) -> list[dict]:
+    """The remedies (as dicts) for a rule or one of its variants; [] when none are listed."""
+    return [REMEDIES[name].to_dict() for name in RULE_REMEDIES.get(key, ())]
 
 
 def at_temperature(remedies, temperature: float | None) -> list[dict]:
