@@ -439,10 +439,10 @@ def test_help_shows_flags_without_a_value_and_check_lists_every_rule(capsys):
 
 
 def test_fit_folds_the_signs_of_the_law_into_the_formula(runs, capsys):
-    from entropymon.cli.analyse import _law_formula
+    from entropymon.display import law_formula  # the one formatter: the CLI, the dashboard and the report
 
-    assert _law_formula(-0.00692, -0.0711) == "R = 0.00692·e^H - 0.0711"
-    assert _law_formula(0.5, 1.2) == "R = -0.5·e^H + 1.2"
+    assert law_formula(-0.00692, -0.0711) == "R = 0.00692·e^H - 0.0711"
+    assert law_formula(0.5, 1.2) == "R = -0.5·e^H + 1.2"
     code, out, err = _cli(["fit", runs["good"], "--entropy", "step", "--bootstrap", "50"], capsys)
     assert code == 0, err
     law_line = next(line for line in out.splitlines() if line.startswith("law: "))

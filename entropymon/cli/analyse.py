@@ -16,7 +16,7 @@ from rich.table import Table
 
 from entropymon.cli import output
 from entropymon.cli.options import open_run, parse_bounds, parse_rules, parse_smoothing, parse_thresholds, parse_warmup
-from entropymon.display import SEVERITIES, change, health_label, interval, number, trust_word, verdict
+from entropymon.display import SEVERITIES, change, health_label, interval, law_formula, number, trust_word, verdict
 
 # ``entropymon check`` exit codes (documented in its help and the README)
 EXIT_HEALTHY = 0
@@ -163,25 +163,12 @@ def _forecast_dict(forecast) -> dict:
     return out
 
 
-def _law_formula(a, b) -> str:
-    """``R = -a·e^H + b`` with the signs folded in: a = -0.007, b = -0.07 read ``R = 0.007·e^H - 0.07``."""
-    def signed(value, first: bool) -> str:
-        text = number(abs(value)) if value is not None else "-"
-        negative = value is not None and value < 0
-        if first:
-            return f"-{text}" if negative else text
-        return f"- {text}" if negative else f"+ {text}"
-
-    minus_a = None if a is None else -a
-    return f"R = {signed(minus_a, True)}·e^H {signed(b, False)}"
-
-
 def _print_fit(result: dict) -> None:
     fit_ = result.get("fit")
     out = output.stdout
     out.print(f"[bold]{result['run']}[/bold]", markup=True)
     if fit_ is not None:
-        out.print(f"law: {_law_formula(fit_['a'], fit_['b'])}   "
+        out.print(f"law: {law_formula(fit_['a'], fit_['b'])}   "
                   f"(a {interval(fit_['a_ci'])}, b {interval(fit_['b_ci'])})", markup=False)
         out.print(f"fitted on {fit_['n']} points of {fit_['performance_column']} against {fit_['entropy_column']}, "
                   f"smoothing {fit_['smoothing']}, R² {number(fit_['r2'])}, RMSE {number(fit_['rmse'])}",
