@@ -106,8 +106,10 @@ def _streamed(pieces, merge_step_rows=True):
     return frame, tagged, loads
 
 
+@pytest.mark.parametrize("batch_bytes", [0, 1 << 30])  # pieces added one at a time, or all together
 @pytest.mark.parametrize("kind", ["plain", "restart", "new column", "missing column", "empty piece"])
-def test_pieces_placed_one_at_a_time_give_the_frame_of_resolving_them_together(kind):
+def test_pieces_placed_one_at_a_time_give_the_frame_of_resolving_them_together(kind, batch_bytes, monkeypatch):
+    monkeypatch.setattr(resolve, "STREAM_BATCH_BYTES", batch_bytes)
     pieces = _pieces(kind)
     frame, tagged, loads = _streamed(pieces)
     expected, clash = resolve.resolve_frame(tagged, merge_step_rows=True, arrow_lists=True)
@@ -119,13 +121,19 @@ def test_pieces_placed_one_at_a_time_give_the_frame_of_resolving_them_together(k
         assert frame[(frame["rank"] == 1) & frame["step"].between(3, 6)]["name"].str.startswith("r7").all()
 
 
-def test_pieces_that_cannot_be_placed_one_at_a_time_are_refused():
+def test_pieces_that_cannot_be_placed_one_at_a_time_are_refused(monkeypatch):
+    monkeypatch.setattr(resolve, "STREAM_BATCH_BYTES", 0)  # each piece added on its own
     pieces = _pieces("plain")
     # histograms of another length in a later piece: the values matrix cannot hold them
     table, segment = pieces[3]
     longer = pa.array([[1, 2, 3, 4, 5, 6, 7]] * table.num_rows, type=table.schema.field("hist").type)
     wrong_width = [*pieces[:3], (table.set_column(table.schema.get_field_index("hist"), "hist", longer), segment)]
     assert _streamed(wrong_width)[0] is None
+    # added in one batch, the histograms are judged together: ragged, so kept as Arrow lists
+    monkeypatch.setattr(resolve, "STREAM_BATCH_BYTES", 1 << 30)
+    frame, tagged, _ = _streamed(wrong_width)
+    pd.testing.assert_frame_equal(frame, resolve.resolve_frame(tagged, merge_step_rows=True, arrow_lists=True)[0],
+                                  check_exact=True)
     # a float column that is text in another piece: the schemas do not unify
     table, segment = pieces[1]
     text = table.set_column(table.schema.get_field_index("f2"), "f2", pa.array(["x"] * table.num_rows))
