@@ -14,6 +14,7 @@ from reference_combine import is_missing, reference_combine_ranks
 from scipy.special import logsumexp
 
 from entropymon.errors import InputError
+from entropymon.metrics import stats as stats_module
 from entropymon.metrics.covariance import logprob_advantage_cov
 from entropymon.metrics.entropy_change import entropy_change_stats
 from entropymon.metrics.entropy_stats import entropy_stats
@@ -293,6 +294,34 @@ def test_combine_ranks_gives_the_same_rows_whatever_order_the_rows_come_in():
     shuffled = multi.sample(frac=1.0, random_state=3)
     assert_frames_close(combine_ranks(shuffled), reference_combine_ranks(multi))
     assert_frames_close(combine_ranks(ordered.iloc[::-1]), reference_combine_ranks(ordered))
+
+
+def _whole_and_halves(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """combine_ranks of ``frame`` in one pass, and with its step halves combined side by side."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stats_module, "SPLIT_MIN_ROWS", 10**12)
+        whole = combine_ranks(frame)
+        patch.setattr(stats_module, "SPLIT_MIN_ROWS", 0)
+        halves = combine_ranks(frame)
+    return whole, halves
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 10**6), st.integers(2, 8), st.integers(1, 5))
+def test_combine_ranks_of_step_halves_side_by_side_gives_the_frame_of_one_pass(seed, n_steps, n_ranks):
+    frame = _random_rank_rows(seed, n_steps, n_ranks)
+    whole, halves = _whole_and_halves(frame)
+    pd.testing.assert_frame_equal(halves, whole, check_exact=True)
+    assert_frames_close(halves, reference_combine_ranks(frame))
+
+
+def test_combine_ranks_of_halves_whose_columns_differ_gives_the_frame_of_one_pass():
+    frame = _random_rank_rows(5, 6, 3).drop(columns="ess_frac")
+    early = frame["step"] < 3  # no importance weights in the first half: only the second computes ess_frac
+    frame.loc[early, [c for c in frame.columns if c.startswith("stat/ess_")]] = np.nan
+    whole, halves = _whole_and_halves(frame)
+    assert whole["ess_frac"][whole["step"] < 3].isna().all() and whole["ess_frac"].notna().any()
+    pd.testing.assert_frame_equal(halves, whole, check_exact=True)
 
 
 def _arrow_lists(frame: pd.DataFrame) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
@@ -473,6 +474,15 @@ def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
     if not _sorted_by_step_rank(frame["step"].to_numpy(), frame["rank"].to_numpy()):
         frame = frame.sort_values(["step", "rank"], kind="stable")
     frame = frame.reset_index(drop=True)  # a new index only: no column is copied
+    if len(frame) >= SPLIT_MIN_ROWS:
+        halves = _combined_halves(frame)
+        if halves is not None:
+            return halves
+    return _combine_sorted(frame)
+
+
+def _combine_sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    """``combine_ranks`` of a frame sorted by (step, rank), with a default index."""
     step = frame["step"].to_numpy()
     starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]]) if len(step) else np.zeros(0, dtype=np.int64)
     sizes = np.diff(np.r_[starts, len(frame)])
@@ -486,6 +496,30 @@ def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
             result = pd.concat([result, combined], ignore_index=True)
     result["n_ranks"] = result["n_ranks"].astype("int64")
     return result.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+SPLIT_MIN_ROWS = 200_000  # combine_ranks of this many rows combines the halves of its steps side by side
+
+
+def _combined_halves(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """``combine_ranks`` of the first and the second half of the steps of a sorted ``frame``, on two
+    threads, joined; None when the halves' columns differ (a column only one half has would land
+    at another place than one combine puts it: the caller combines it whole then).
+
+    Why: steps are combined independently of each other, so the halves give the same rows, and
+    NumPy lets go of the GIL in the passes over the columns: 0.45-0.51 s -> 0.30-0.31 s for the
+    640k rows of 64 ranks x 10k steps on 2 cores."""
+    step = frame["step"].to_numpy()
+    cut = int(np.searchsorted(step, step[len(step) // 2]))
+    if cut == 0:
+        return None
+    with ThreadPoolExecutor(1, thread_name_prefix="entropymon-combine") as pool:
+        first = pool.submit(_combine_sorted, frame.iloc[:cut])
+        second = _combine_sorted(frame.iloc[cut:].reset_index(drop=True))
+        first = first.result()
+    if not (first.columns.equals(second.columns) and first.dtypes.equals(second.dtypes)):
+        return None
+    return pd.concat([first, second], ignore_index=True)
 
 
 def _sorted_by_step_rank(step: np.ndarray, rank: np.ndarray) -> bool:
