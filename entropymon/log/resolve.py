@@ -134,14 +134,16 @@ def stream_frame(keys: list[pa.Table], schemas: list[pa.Schema], load: Callable[
         return None
     builder = _FrameBuilder(schema, key_table.num_rows, order if reorder else None, arrow_lists)
     batch: list[pa.Table] = []  # decoded pieces of one schema, added together (``_Scatter`` says why)
+    batch_bytes = 0
     for piece, part in zip(keys, _in_turn(load, len(keys), STREAM_AHEAD)):
         if part is None or part.num_rows != piece.num_rows:
             return None
-        if batch and (part.schema != batch[0].schema or sum(t.nbytes for t in batch) >= STREAM_BATCH_BYTES):
+        if batch and (batch_bytes >= STREAM_BATCH_BYTES or part.schema != batch[0].schema):
             if not builder.add(pa.concat_tables(batch)):
                 return None
-            batch = []
+            batch, batch_bytes = [], 0
         batch.append(part)
+        batch_bytes += part.nbytes
     if batch and not builder.add(pa.concat_tables(batch)):
         return None
     return builder.frame()
