@@ -292,6 +292,72 @@ def test_a_live_refresh_after_a_file_by_file_read_appends_only_the_new_rows(tmp_
     pd.testing.assert_frame_equal(metrics, fresh.step_metrics, check_exact=True)
 
 
+def _family_run(logdir: Path, ranks: int = 3, steps: int = 4, extra_rank0_step: bool = False,
+                close: bool = True) -> tuple[Path, list]:
+    """A run of ``ranks`` writers logging real stats of every family at every step (the rows of
+    test_metrics_stats._complete_rank_rows); rank 0 logs one step more when ``extra_rank0_step``.
+    Returns (its path, the writers left open when not ``close``)."""
+    from test_metrics_stats import _complete_rank_rows
+
+    frame = _complete_rank_rows(8, steps + 1, ranks)
+    logs = []
+    for rank in range(ranks):
+        log = RunLog(logdir, "families", rank=rank, flush_interval_s=3600)
+        for row in frame[frame["rank"] == rank].to_dict("records"):
+            step = row.pop("step")
+            row.pop("rank")
+            if step < steps or (extra_rank0_step and rank == 0):
+                log.log_step(step, row)
+        log.flush()
+        if close:
+            log.close()
+        else:
+            logs.append(log)
+    return logdir / "families", logs
+
+
+def _full_read_step_metrics(run_path: Path) -> pd.DataFrame:
+    from entropymon.metrics.stats import combine_ranks
+
+    TABLE_CACHE.clear()
+    return combine_ranks(read_run(run_path).steps)
+
+
+def test_step_metrics_of_a_finished_big_run_come_from_the_steps_read_without_the_family_metrics(tmp_path, monkeypatch):
+    from entropymon.log import view
+
+    run_path, _ = _family_run(tmp_path)
+    expected = _full_read_step_metrics(run_path)
+    monkeypatch.setattr(view, "STREAM_MIN_DISK_BYTES", 0)  # the test run counts as big
+    TABLE_CACHE.clear()
+    run = read_run(run_path)
+    got = run.step_metrics
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert run._views["steps"].frame is None  # the per-rank table itself was never built
+    reads = TABLE_CACHE.reads
+    assert run.refresh().step_metrics is got and TABLE_CACHE.reads == reads  # nothing new: nothing read
+    assert len(run.steps) == 12 and run.steps.columns.equals(read_run(run_path).steps.columns)
+
+
+def test_step_metrics_take_the_full_read_for_a_one_rank_step_or_a_live_run(tmp_path, monkeypatch):
+    from entropymon.log import view
+
+    monkeypatch.setattr(view, "STREAM_MIN_DISK_BYTES", 0)
+    one_rank_step, _ = _family_run(tmp_path / "a", extra_rank0_step=True)  # step 4 from rank 0 only
+    live, writers = _family_run(tmp_path / "b", close=False)
+    try:
+        for run_path in (one_rank_step, live):
+            expected = _full_read_step_metrics(run_path)
+            TABLE_CACHE.clear()
+            run = read_run(run_path)
+            pd.testing.assert_frame_equal(run.step_metrics, expected, check_exact=True)
+            assert run._views["steps"].frame is not None  # combined from the table as read in full
+        assert read_run(one_rank_step).step_metrics["n_ranks"].tolist() == [3, 3, 3, 3, 1]
+    finally:
+        for log in writers:
+            log.close()
+
+
 def test_a_second_read_of_an_unchanged_run_opens_no_file_and_new_chunks_cost_one_read_each(tmp_path):
     run_path = write_run(tmp_path, steps=range(3))
     first = read_run(run_path)

@@ -31,7 +31,9 @@ from entropymon.metrics.stats import (
     GroupStats,
     KlModeStats,
     combine_ranks,
+    combine_ranks_without,
     entropy_histogram,
+    family_metrics,
     histogram_quantile,
 )
 from entropymon.registry import describe_metric
@@ -294,6 +296,65 @@ def test_combine_ranks_gives_the_same_rows_whatever_order_the_rows_come_in():
     shuffled = multi.sample(frac=1.0, random_state=3)
     assert_frames_close(combine_ranks(shuffled), reference_combine_ranks(multi))
     assert_frames_close(combine_ranks(ordered.iloc[::-1]), reference_combine_ranks(ordered))
+
+
+def _complete_rank_rows(seed: int, n_steps: int, n_ranks: int) -> pd.DataFrame:
+    """Rows of real stats of every family from every rank at every step (what a healthy multi-GPU run
+    logs), with columns no family computes: a mean over ranks (``reward_func/acc``), ``first``, text."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for step in range(n_steps):
+        for rank in range(n_ranks):
+            data = _batches(int(rng.integers(0, 10**6)), 8)
+            texts = [" ".join(str(v) for v in rng.integers(0, 4, 4)) for _ in range(8)]
+            extra = {"reward_func/acc": float(rng.random()), "lr": 0.1, "custom": f"r{rank}"}
+            rows.append(_step_row(step, rank, data, np.repeat(np.arange(4), 2), texts, extra))
+    return pd.DataFrame(rows)
+
+
+def _without_family_metrics(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    left_out = [c for c in frame.columns if c in family_metrics(frame.columns)]
+    return frame.drop(columns=left_out), left_out
+
+
+def test_family_metrics_are_the_columns_the_families_compute():
+    frame = _complete_rank_rows(1, 2, 2)
+    computed = family_metrics(frame.columns)
+    assert {"entropy_mean", "entropy_p50", "cov_logp_adv", "reward_mean", "pass_at_4", "ess_frac",
+            "kl_target_entropy", "dh_same_batch"} <= computed
+    assert not any(c.startswith("stat/") for c in computed)
+    assert not computed & {"lr", "custom", "reward_func/acc", "step", "rank", "entropy_hist"}
+    # combine_ranks writes every one of them from the stat/ columns alone
+    trimmed, left_out = _without_family_metrics(frame)
+    assert set(left_out) == computed & set(frame.columns) and len(left_out) > 30
+    assert set(left_out) <= set(combine_ranks(trimmed).columns)
+    assert family_metrics(["lr", "stat/entropy_hist"]) == set()  # no count column: no family
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 5), st.integers(2, 4), st.booleans())
+def test_combine_ranks_without_family_metrics_gives_the_frame_of_every_column(seed, n_steps, n_ranks, halves):
+    frame = _complete_rank_rows(seed, n_steps, n_ranks)
+    trimmed, left_out = _without_family_metrics(frame)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stats_module, "SPLIT_MIN_ROWS", 0 if halves else 10**12)
+        got = combine_ranks_without(trimmed, left_out, list(frame.columns))
+    pd.testing.assert_frame_equal(got, combine_ranks(frame), check_exact=True)
+
+
+def test_combine_ranks_without_family_metrics_refuses_where_the_ranks_values_count():
+    frame = _complete_rank_rows(4, 4, 3)
+    trimmed, left_out = _without_family_metrics(frame)
+    order = list(frame.columns)
+    assert combine_ranks_without(trimmed, left_out, order) is not None
+    # a step only one rank logged keeps that rank's own values (exact quantiles)
+    one_rank = trimmed[~((trimmed["step"] == 2) & (trimmed["rank"] > 0))]
+    assert combine_ranks_without(one_rank, left_out, order) is None
+    # a step no rank has importance weights at: the ranks' ess_frac values are merged there
+    no_ess = trimmed.copy()
+    no_ess.loc[no_ess["step"] == 1, [c for c in no_ess.columns if c.startswith("stat/ess_")]] = np.nan
+    assert combine_ranks_without(no_ess, left_out, order) is None
+    assert combine_ranks_without(trimmed, [*left_out, "not_a_family_metric"], order) is None
 
 
 def _whole_and_halves(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

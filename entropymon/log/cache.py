@@ -186,19 +186,20 @@ class FileTableCache:
             entry = self._entry(path, [])
             return None if entry.bad else entry.schema
 
-    def read_uncached(self, path: Path) -> pa.Table | None:
-        """Every column of the file, decoded now and not kept; None when it cannot be read (``read``
-        then says why). Why: a full read of a wide table places each file's rows into its frame and
-        lets the file go (``resolve.stream_frame``); cached, every file would stay in memory beside
-        the frame built from them."""
+    def read_uncached(self, path: Path, columns: list[str] | None = None) -> pa.Table | None:
+        """The file's ``columns`` (all when None; keys always; absent ones left out), decoded now and
+        not kept; None when it cannot be read (``read`` then says why). Why: a full read of a wide
+        table places each file's rows into its frame and lets the file go (``resolve.stream_frame``);
+        cached, every file would stay in memory beside the frame built from them."""
         with self._lock:
             entry = self._entry(path, [])
             if entry.bad:
                 return None
+            wanted = None if columns is None else _wanted(entry.schema, columns)
         with self._reads_lock:
             self.reads += 1
         try:
-            return pq.ParquetFile(path, page_checksum_verification=True).read()
+            return pq.ParquetFile(path, page_checksum_verification=True).read(columns=wanted)
         except FileNotFoundError:
             raise Vanished(str(path)) from None
         except (OSError, pa.ArrowException, ValueError):

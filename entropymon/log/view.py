@@ -194,8 +194,26 @@ class TableView:
         return frame
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _read_files(self, files: list[tuple[ChunkName, Path]]) -> tuple[pd.DataFrame | None, bool, list]:
-        """(the frame, None without rows; whether column types clashed; each file's placement).
+    def read_columns(self, columns: list[str]) -> tuple[set[str], pd.DataFrame | None] | None:
+        """(the names of the files read; the table's rows with only ``columns``, keys always, None
+        without rows), read in full now and not held; None for a table under STREAM_MIN_DISK_BYTES,
+        which a full read holds cheaply. For results derived from a big table that need only some of
+        its columns (``Run.step_metrics`` of a finished run); ``read`` stays the table itself."""
+        for _ in range(_RETRIES):
+            files = scan_table(self.folder).active
+            if _disk_bytes(files) < STREAM_MIN_DISK_BYTES:
+                return None
+            try:
+                frame, _, _ = self._read_files(files, columns)
+            except Vanished:  # a merge or compaction replaced files while we read: list again
+                continue
+            return {path.name for _, path in files}, frame
+        raise Vanished(str(self.folder))
+
+    def _read_files(self, files: list[tuple[ChunkName, Path]],
+                    columns: list[str] | None = None) -> tuple[pd.DataFrame | None, bool, list]:
+        """(the frame of ``columns``, all when None, None without rows; whether column types
+        clashed; each file's placement).
 
         A big table (STREAM_MIN_DISK_BYTES of files) is planned from its files' keys, then its files
         are decoded one at a time into the frame and not cached (``resolve.stream_frame``). A small
@@ -204,13 +222,16 @@ class TableView:
         if _disk_bytes(files) >= STREAM_MIN_DISK_BYTES:
             TABLE_CACHE.preload([path for _, path in files], columns=[])  # keys only
             keys, placements, readable = _tagged(files, [])
-            frame = stream_frame(keys, [TABLE_CACHE.schema(path) for _, path in readable],
-                                 lambda i: TABLE_CACHE.read_uncached(readable[i][1]),
+            schemas = [TABLE_CACHE.schema(path) for _, path in readable]
+            if columns is not None:
+                asked = {*columns, STEP_COLUMN, RANK_COLUMN}
+                schemas = [pa.schema([f for f in schema if f.name in asked]) for schema in schemas]
+            frame = stream_frame(keys, schemas, lambda i: TABLE_CACHE.read_uncached(readable[i][1], columns),
                                  merge_step_rows=self.merge_step_rows, arrow_lists=True)
             if frame is not None:
                 return frame, False, placements
-        TABLE_CACHE.preload([path for _, path in files])
-        pieces, placements, _ = _tagged(files)
+        TABLE_CACHE.preload([path for _, path in files], columns)
+        pieces, placements, _ = _tagged(files, columns)
         frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows, arrow_lists=True)
         return frame, clash, placements
 

@@ -481,18 +481,83 @@ def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
     return _combine_sorted(frame)
 
 
-def _combine_sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    """``combine_ranks`` of a frame sorted by (step, rank), with a default index."""
+def family_metrics(columns) -> set[str]:
+    """The metric columns the stats families compute, across ranks, from the ``stat/`` columns among
+    ``columns`` (the names their formulas give; each family's count column must be there).
+
+    Why: a reader that only combines ranks need not decode the ranks' own values of these, which
+    ``combine_ranks`` replaces with the family's (``combine_ranks_without``)."""
+    names = set(columns)
+    out: set[str] = set()
+    for cls in STATS_CLASSES:
+        prefix = cls.prefix()
+        if prefix + fields(cls)[0].name not in names or cls not in _COMPUTE:
+            continue
+        dummy: dict = {}
+        pairs: dict = {}
+        for f in fields(cls):
+            default = getattr(cls(), f.name)
+            if isinstance(default, dict):
+                pattern = re.compile(re.escape(f"{prefix}{f.name}_") + r"(\d+)_sum\Z")
+                keys = {int(m.group(1)) for m in map(pattern.match, names) if m}
+                pairs[f.name] = {k: (np.zeros(1), np.zeros(1), np.zeros(1, dtype=bool)) for k in keys}
+            else:
+                dummy[f.name] = [None] if isinstance(default, np.ndarray) else np.zeros(1)
+        with np.errstate(all="ignore"):
+            columns_out, metrics = _COMPUTE[cls](dummy, pairs)
+        out.update(columns_out, metrics)
+    return out
+
+
+def combine_ranks_without(steps: pd.DataFrame, left_out, order: list[str]) -> pd.DataFrame | None:
+    """``combine_ranks`` of a steps frame read without the ``left_out`` columns (of ``family_metrics``):
+    the frame ``combine_ranks`` gives on the full rows, columns in the full table's ``order``, or
+    None when it would differ: a step of one rank (kept as it was logged) or a step where a family
+    does not compute one of them (the ranks' own values are merged there).
+
+    Exact by construction: away from those steps, ``combine_ranks`` writes every one of these
+    columns from the family's formulas over the merged ``stat/`` columns, and nothing else reads
+    the ranks' values of them."""
+    if "step" not in steps.columns:
+        raise InputError(f"steps: expected a 'step' column, got columns {list(steps.columns)[:8]}")
+    frame = steps if "rank" in steps.columns else steps.assign(rank=0)
+    if not _sorted_by_step_rank(frame["step"].to_numpy(), frame["rank"].to_numpy()):
+        frame = frame.sort_values(["step", "rank"], kind="stable")
+    frame = frame.reset_index(drop=True)
+    step = frame["step"].to_numpy()
+    if len(frame) < 2 or not _every_step_repeats(step):
+        return None
+    coverage: dict[str, bool] = {}
+    result = _combined_halves(frame, coverage) if len(frame) >= SPLIT_MIN_ROWS else None
+    if result is None:
+        coverage = {}
+        result = _combine_sorted(frame, coverage)
+    if not all(coverage.get(name, False) for name in left_out):
+        return None
+    first = [c for c in order if c != "rank" and c in result.columns]
+    seen = {*first, "n_ranks"}
+    return result[[*first, "n_ranks", *(c for c in result.columns if c not in seen)]]
+
+
+def _every_step_repeats(step: np.ndarray) -> bool:
+    """Whether every step of a sorted step column appears on two rows or more."""
+    starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]])
+    return bool(np.all(np.diff(np.r_[starts, len(step)]) > 1))
+
+
+def _combine_sorted(frame: pd.DataFrame, coverage: dict | None = None) -> pd.DataFrame:
+    """``combine_ranks`` of a frame sorted by (step, rank), with a default index; ``coverage``:
+    {metric: whether its family computed it at every step} is filled in when given."""
     step = frame["step"].to_numpy()
     starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]]) if len(step) else np.zeros(0, dtype=np.int64)
     sizes = np.diff(np.r_[starts, len(frame)])
     in_multi = np.repeat(sizes > 1, sizes)
     if in_multi.all() and len(frame):  # the usual multi-rank run: no copy of the rows to split them
-        result = _combine_groups(frame)
+        result = _combine_groups(frame, coverage)
     else:
         result = list_columns.plain_frame(frame[~in_multi].drop(columns="rank").assign(n_ranks=1))
         if in_multi.any():
-            combined = _combine_groups(frame[in_multi].reset_index(drop=True))
+            combined = _combine_groups(frame[in_multi].reset_index(drop=True), coverage)
             result = pd.concat([result, combined], ignore_index=True)
     result["n_ranks"] = result["n_ranks"].astype("int64")
     return result.sort_values("step", kind="stable").reset_index(drop=True)
@@ -501,7 +566,7 @@ def _combine_sorted(frame: pd.DataFrame) -> pd.DataFrame:
 SPLIT_MIN_ROWS = 200_000  # combine_ranks of this many rows combines the halves of its steps side by side
 
 
-def _combined_halves(frame: pd.DataFrame) -> pd.DataFrame | None:
+def _combined_halves(frame: pd.DataFrame, coverage: dict | None = None) -> pd.DataFrame | None:
     """``combine_ranks`` of the first and the second half of the steps of a sorted ``frame``, on two
     threads, joined; None when the halves' columns differ (a column only one half has would land
     at another place than one combine puts it: the caller combines it whole then).
@@ -513,12 +578,16 @@ def _combined_halves(frame: pd.DataFrame) -> pd.DataFrame | None:
     cut = int(np.searchsorted(step, step[len(step) // 2]))
     if cut == 0:
         return None
+    covered: tuple[dict, dict] = ({}, {})
     with ThreadPoolExecutor(1, thread_name_prefix="entropymon-combine") as pool:
-        first = pool.submit(_combine_sorted, frame.iloc[:cut])
-        second = _combine_sorted(frame.iloc[cut:].reset_index(drop=True))
+        first = pool.submit(_combine_sorted, frame.iloc[:cut], covered[0])
+        second = _combine_sorted(frame.iloc[cut:].reset_index(drop=True), covered[1])
         first = first.result()
     if not (first.columns.equals(second.columns) and first.dtypes.equals(second.dtypes)):
         return None
+    if coverage is not None:
+        for name in {*covered[0], *covered[1]}:
+            coverage[name] = covered[0].get(name, False) and covered[1].get(name, False)
     return pd.concat([first, second], ignore_index=True)
 
 
@@ -660,7 +729,7 @@ def _is_list(value) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
 
 
-def _combine_groups(frame: pd.DataFrame) -> pd.DataFrame:
+def _combine_groups(frame: pd.DataFrame, coverage: dict | None = None) -> pd.DataFrame:
     """One row per step of ``frame`` (sorted by step and rank, two or more rows per step)."""
     groups = _Groups(frame)
     starts = groups.starts
@@ -677,7 +746,7 @@ def _combine_groups(frame: pd.DataFrame) -> pd.DataFrame:
         if info is not None:
             out[column] = _merge_column(groups.column(frame, column), info.merge, groups, out[column])
     for cls in STATS_CLASSES:
-        _merge_family(cls, frame, groups, out)
+        _merge_family(cls, frame, groups, out, coverage)
     return pd.DataFrame(out)
 
 
@@ -730,7 +799,7 @@ _MAX_FIELDS = {"max_entropy", "length_max"}
 _MIN_FIELDS = {"length_min"}
 
 
-def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
+def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict, coverage: dict | None = None) -> None:
     """Merge one stats family's ``stat/`` columns per step and write them and the computed metrics to ``out``."""
     prefix = cls.prefix()
     count_key = prefix + fields(cls)[0].name
@@ -780,6 +849,8 @@ def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
             _put(out, f"{prefix}{field_name}_{key_value}_n", count.astype(np.float64), has & present)
     for name, (values, produced) in {**columns, **metrics}.items():
         _put(out, name, values, has & produced)
+        if coverage is not None:
+            coverage[name] = coverage.get(name, True) and bool((has & produced).all())
 
 
 def _merge_family_per_step(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
