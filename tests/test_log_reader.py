@@ -339,7 +339,9 @@ def test_step_metrics_of_a_finished_big_run_come_from_the_steps_read_without_the
     assert len(run.steps) == 12 and run.steps.columns.equals(read_run(run_path).steps.columns)
 
 
-def test_step_metrics_take_the_full_read_for_a_one_rank_step_or_a_live_run(tmp_path, monkeypatch):
+def test_step_metrics_recombine_one_rank_steps_from_full_rows_and_follow_a_live_run(tmp_path, monkeypatch):
+    from test_metrics_stats import _complete_rank_rows
+
     from entropymon.log import view
 
     monkeypatch.setattr(view, "STREAM_MIN_DISK_BYTES", 0)
@@ -351,8 +353,17 @@ def test_step_metrics_take_the_full_read_for_a_one_rank_step_or_a_live_run(tmp_p
             TABLE_CACHE.clear()
             run = read_run(run_path)
             pd.testing.assert_frame_equal(run.step_metrics, expected, check_exact=True)
-            assert run._views["steps"].frame is not None  # combined from the table as read in full
+            assert run._views["steps"].frame is None
         assert read_run(one_rank_step).step_metrics["n_ranks"].tolist() == [3, 3, 3, 3, 1]
+        # the live run grows by a step that only two ranks have logged yet: appended, not read again
+        rows = _complete_rank_rows(8, 5, 3)
+        for log in writers[:2]:
+            row = rows[(rows["step"] == 4) & (rows["rank"] == log.rank)].iloc[0].to_dict()
+            log.log_step(4, {k: v for k, v in row.items() if k not in ("step", "rank")})
+            log.flush()
+        run.refresh()
+        pd.testing.assert_frame_equal(run.step_metrics, _full_read_step_metrics(live), check_exact=True)
+        assert run._trimmed_view.full_reads == 1 and run.step_metrics["n_ranks"].tolist()[-1] == 2
     finally:
         for log in writers:
             log.close()

@@ -338,23 +338,26 @@ def test_combine_ranks_without_family_metrics_gives_the_frame_of_every_column(se
     trimmed, left_out = _without_family_metrics(frame)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(stats_module, "SPLIT_MIN_ROWS", 0 if halves else 10**12)
-        got = combine_ranks_without(trimmed, left_out, list(frame.columns))
+        got, redo = combine_ranks_without(trimmed, left_out, list(frame.columns))
+    assert len(redo) == 0
     pd.testing.assert_frame_equal(got, combine_ranks(frame), check_exact=True)
 
 
-def test_combine_ranks_without_family_metrics_refuses_where_the_ranks_values_count():
+def test_combine_ranks_without_family_metrics_gives_back_the_steps_where_the_ranks_values_count():
     frame = _complete_rank_rows(4, 4, 3)
     trimmed, left_out = _without_family_metrics(frame)
     order = list(frame.columns)
-    assert combine_ranks_without(trimmed, left_out, order) is not None
     # a step only one rank logged keeps that rank's own values (exact quantiles)
     one_rank = trimmed[~((trimmed["step"] == 2) & (trimmed["rank"] > 0))]
-    assert combine_ranks_without(one_rank, left_out, order) is None
+    got, redo = combine_ranks_without(one_rank, left_out, order)
+    assert redo.tolist() == [2]
+    whole = combine_ranks(frame[~((frame["step"] == 2) & (frame["rank"] > 0))])
+    pd.testing.assert_frame_equal(got[got["step"] != 2], whole[whole["step"] != 2], check_exact=True)
     # a step no rank has importance weights at: the ranks' ess_frac values are merged there
     no_ess = trimmed.copy()
     no_ess.loc[no_ess["step"] == 1, [c for c in no_ess.columns if c.startswith("stat/ess_")]] = np.nan
-    assert combine_ranks_without(no_ess, left_out, order) is None
-    assert combine_ranks_without(trimmed, [*left_out, "not_a_family_metric"], order) is None
+    assert combine_ranks_without(no_ess, left_out, order)[1].tolist() == [1]
+    assert combine_ranks_without(trimmed, [*left_out, "not_a_family_metric"], order)[1].tolist() == [0, 1, 2, 3]
 
 
 def _whole_and_halves(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

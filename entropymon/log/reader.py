@@ -29,7 +29,7 @@ from entropymon.log.cache import TABLE_CACHE, Vanished, read_pool
 from entropymon.log.layout import scan_table
 from entropymon.log.resolve import resolve_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, RUN_META_FILE, STEP_COLUMN, TABLES
-from entropymon.log.view import TableView
+from entropymon.log.view import TableView, is_big
 from entropymon.metrics.list_columns import arrow_list_names, plain_frame
 
 _LISTING_RETRIES = 5
@@ -48,7 +48,8 @@ class Run:
         self._frames: dict[str, pd.DataFrame] = {}
         self._views = {table: TableView(path / table, merge_step_rows=(table == "steps")) for table in TABLES}
         self._combined: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (the steps frame, its step_metrics)
-        self._trimmed: tuple[set[str], pd.DataFrame | None] | None = None  # (files read, _trimmed_step_metrics)
+        self._trimmed_view: TableView | None = None  # the steps without the family metrics (_trimmed_step_metrics)
+        self._trimmed: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (its frame, the step_metrics from it)
         self._plains: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}  # table -> (held frame, its plain form)
 
     @property
@@ -93,41 +94,60 @@ class Run:
         return combined
 
     def _trimmed_step_metrics(self) -> pd.DataFrame | None:
-        """``step_metrics`` of a big steps table no writer holds, combined from its rows read without
-        the ranks' own values of the stats families' metrics (``stats.combine_ranks_without``), once
-        per set of files; None where that does not give the same frame (a step of one rank, a step
-        where a family does not compute one of them), for a small or a live table (whose refreshes
-        append to the table the reader holds), or without such columns: the full read does then.
+        """``step_metrics`` of a big steps table, combined from its rows read without the ranks' own
+        values of the stats families' metrics (``stats.combine_ranks_without``; a ``TableView`` of its
+        own, so a live refresh appends to it), the steps where those values count combined again
+        from their full rows; None for a small table or one without such columns.
 
-        Why: ``combine_ranks`` replaces those values by the family's, and a dashboard opening a
-        finished run needs only the combined rows: at 64 ranks x 10k steps 39 of the 104 float
-        columns are such metrics, and reading without them took 1.25-1.29 s against 1.81-2.59 s."""
-        from entropymon.metrics.stats import combine_ranks_without, family_metrics
+        Why: ``combine_ranks`` replaces those values by the family's, and a dashboard needs only the
+        combined rows: at 64 ranks x 10k steps 39 of the 104 float columns are such metrics, and
+        reading without them took 1.25-1.29 s against 1.81-2.59 s."""
+        from entropymon.metrics.stats import combine_ranks_without, family_metrics, in_table_order
 
         folder = self.path / "steps"
-        files = scan_table(folder).active
-        names = {path.name for _, path in files}
-        if self._trimmed is not None and self._trimmed[0] == names:
+        view = self._trimmed_view
+        if view is None:
+            files = scan_table(folder).active
+            if not is_big(files):
+                return None
+            left_out = family_metrics(self._steps_order(files))
+            if not left_out:
+                return None
+            view = self._trimmed_view = TableView(folder, merge_step_rows=True, exclude=frozenset(left_out))
+        frame = view.read()
+        if self._trimmed is not None and self._trimmed[0] is frame:
             return self._trimmed[1]
-        if self.is_live:
-            return None
-        order: list[str] = []
+        order = self._steps_order(scan_table(folder).active)
+        if self._trimmed is not None and view.previous is self._trimmed[0] and view.appended_steps is not None:
+            redo = frame[STEP_COLUMN].isin(view.appended_steps).to_numpy()
+            before = self._trimmed[1]
+            kept = before[~before[STEP_COLUMN].isin(view.appended_steps).to_numpy()]
+            combined = self._exact(*combine_ranks_without(frame[redo], view.exclude, order), order)
+            combined = pd.concat([kept, combined], ignore_index=True).sort_values(STEP_COLUMN, kind="stable")
+        else:
+            combined = self._exact(*combine_ranks_without(frame, view.exclude, order), order)
+        combined = in_table_order(combined.reset_index(drop=True), order)
+        self._trimmed = (frame, combined)
+        return combined
+
+    def _exact(self, combined: pd.DataFrame, redo: np.ndarray, order: list[str]) -> pd.DataFrame:
+        """``combined`` with the rows of the steps ``redo`` combined again from their full rows."""
+        if not len(redo):
+            return combined
+        from entropymon.metrics.stats import combine_ranks
+
+        again = combine_ranks(read_table(self.path, "steps", steps=redo))
+        rest = combined[~combined[STEP_COLUMN].isin(redo).to_numpy()]
+        return pd.concat([rest, again], ignore_index=True).sort_values(STEP_COLUMN, kind="stable")
+
+    @staticmethod
+    def _steps_order(files) -> list[str]:
+        """The steps table's columns in the order a full read gives them (first file first)."""
+        order: dict[str, None] = {}
         for _, path in files:
             schema = TABLE_CACHE.schema(path)
-            order.extend(name for name in ([] if schema is None else schema.names) if name not in order)
-        computed = family_metrics(order)
-        left_out = [name for name in order if name in computed]
-        if not left_out:
-            return None
-        try:
-            read = self._views["steps"].read_columns([name for name in order if name not in computed])
-        except Vanished:  # files kept changing under the read: the full read retries
-            return None
-        if read is None or read[1] is None:
-            return None
-        combined = combine_ranks_without(read[1], left_out, order)
-        self._trimmed = (read[0], combined)  # None too: the full read is the way for these files
-        return combined
+            order.update(dict.fromkeys(() if schema is None else schema.names))
+        return list(order)
 
     @property
     def is_live(self) -> bool:

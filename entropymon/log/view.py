@@ -53,6 +53,11 @@ def _disk_bytes(files: list[tuple[ChunkName, Path]]) -> int:
     return total
 
 
+def is_big(files: list[tuple[ChunkName, Path]]) -> bool:
+    """Whether a table of these files is read file by file (STREAM_MIN_DISK_BYTES of files or more)."""
+    return _disk_bytes(files) >= STREAM_MIN_DISK_BYTES
+
+
 def _tagged(files: list[tuple[ChunkName, Path]], columns: list[str] | None = None) -> tuple[list, list, list]:
     """(each readable file's ``columns`` tagged with its segment; each file's placement, None when
     unreadable or unknown; the readable files) through the file cache."""
@@ -97,9 +102,10 @@ class TableView:
     List columns stay Arrow-backed in ``frame`` (``metrics.list_columns``): the reader combines
     ranks from there and converts them for users only when asked (``Run.steps``)."""
 
-    def __init__(self, folder: Path, merge_step_rows: bool):
+    def __init__(self, folder: Path, merge_step_rows: bool, exclude: frozenset[str] = frozenset()):
         self.folder = folder
         self.merge_step_rows = merge_step_rows
+        self.exclude = exclude  # columns not read (the reader's view for combining ranks leaves some out)
         self.frame: pd.DataFrame | None = None
         self.full_reads = 0  # how often the whole table was resolved again (for tests and benchmarks)
         self._names: set[str] = set()  # active files whose rows the frame holds
@@ -134,7 +140,8 @@ class TableView:
             return self._full(files)
         new_parts, placed, found = [], {}, {}
         # a new written chunk is all new rows: footer and data in one open, several files at a time
-        TABLE_CACHE.preload([path for chunk, path in files if path.name not in self._names and not chunk.merged])
+        fresh = [path for chunk, path in files if path.name not in self._names and not chunk.merged]
+        TABLE_CACHE.preload(fresh, self._wanted(fresh))
         for chunk, path in files:
             if path.name in self._placements:  # chunk files never change: what its footer said stays true
                 placement = self._placements[path.name]
@@ -169,7 +176,7 @@ class TableView:
         self.full_reads += 1
         for _ in range(_RETRIES):
             try:
-                frame, clash, placements = self._read_files(files)
+                frame, clash, placements = self._read_files(files, self._wanted([path for _, path in files]))
                 break
             except Vanished:
                 files = scan_table(self.folder).active
@@ -194,22 +201,6 @@ class TableView:
         return frame
 
     # -- helpers ---------------------------------------------------------------------------------
-    def read_columns(self, columns: list[str]) -> tuple[set[str], pd.DataFrame | None] | None:
-        """(the names of the files read; the table's rows with only ``columns``, keys always, None
-        without rows), read in full now and not held; None for a table under STREAM_MIN_DISK_BYTES,
-        which a full read holds cheaply. For results derived from a big table that need only some of
-        its columns (``Run.step_metrics`` of a finished run); ``read`` stays the table itself."""
-        for _ in range(_RETRIES):
-            files = scan_table(self.folder).active
-            if _disk_bytes(files) < STREAM_MIN_DISK_BYTES:
-                return None
-            try:
-                frame, _, _ = self._read_files(files, columns)
-            except Vanished:  # a merge or compaction replaced files while we read: list again
-                continue
-            return {path.name for _, path in files}, frame
-        raise Vanished(str(self.folder))
-
     def _read_files(self, files: list[tuple[ChunkName, Path]],
                     columns: list[str] | None = None) -> tuple[pd.DataFrame | None, bool, list]:
         """(the frame of ``columns``, all when None, None without rows; whether column types
@@ -219,7 +210,7 @@ class TableView:
         are decoded one at a time into the frame and not cached (``resolve.stream_frame``). A small
         one, or one that cannot be placed so (step rows to merge, clashing types), is decoded through
         the file cache (a second read of the run then opens no file) and resolved by ``resolve_frame``."""
-        if _disk_bytes(files) >= STREAM_MIN_DISK_BYTES:
+        if is_big(files):
             TABLE_CACHE.preload([path for _, path in files], columns=[])  # keys only
             keys, placements, readable = _tagged(files, [])
             schemas = [TABLE_CACHE.schema(path) for _, path in readable]
@@ -235,6 +226,16 @@ class TableView:
         frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows, arrow_lists=True)
         return frame, clash, placements
 
+    def _wanted(self, paths: list[Path]) -> list[str] | None:
+        """The columns read from ``paths``: all (None), or all their files have but ``exclude``."""
+        if not self.exclude:
+            return None
+        names: dict[str, None] = {}
+        for path in paths:
+            schema = TABLE_CACHE.schema(path)
+            names.update(dict.fromkeys(() if schema is None else schema.names))
+        return [name for name in names if name not in self.exclude]
+
     def _still_on_disk(self, placed: dict[tuple[int, int], list[tuple[int, int]]]) -> bool:
         """Whether the stream rows the frame holds are all in files listed now (merges keep them)."""
         for key, covered in self._covered.items():
@@ -249,7 +250,7 @@ class TableView:
         """Add the new rows to the frame; False when they are not plain additions (full read then)."""
         tables = []
         for chunk, path, offset, length, _ in parts:
-            data = TABLE_CACHE.read(path)
+            data = TABLE_CACHE.read(path, self._wanted([path]))
             if data is None:
                 continue
             tables.append(tag_segment(data.slice(offset, length), chunk.segment))

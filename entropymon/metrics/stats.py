@@ -509,45 +509,50 @@ def family_metrics(columns) -> set[str]:
     return out
 
 
-def combine_ranks_without(steps: pd.DataFrame, left_out, order: list[str]) -> pd.DataFrame | None:
+def combine_ranks_without(steps: pd.DataFrame, left_out, order: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """``combine_ranks`` of a steps frame read without the ``left_out`` columns (of ``family_metrics``):
-    the frame ``combine_ranks`` gives on the full rows, columns in the full table's ``order``, or
-    None when it would differ: a step of one rank (kept as it was logged) or a step where a family
-    does not compute one of them (the ranks' own values are merged there).
+    (its combined rows, columns in the full table's ``order``; the steps whose rows are not those
+    of the full frame, to be combined again from their full rows).
 
-    Exact by construction: away from those steps, ``combine_ranks`` writes every one of these
-    columns from the family's formulas over the merged ``stat/`` columns, and nothing else reads
-    the ranks' values of them."""
+    Exact by construction away from those steps: ``combine_ranks`` writes every left-out column
+    there from the family's formulas over the merged ``stat/`` columns, and nothing else reads the
+    ranks' values of them. The steps given back are those of one rank (kept as logged) and those
+    where a family does not compute one of them (the ranks' own values are merged there)."""
     if "step" not in steps.columns:
         raise InputError(f"steps: expected a 'step' column, got columns {list(steps.columns)[:8]}")
     frame = steps if "rank" in steps.columns else steps.assign(rank=0)
     if not _sorted_by_step_rank(frame["step"].to_numpy(), frame["rank"].to_numpy()):
         frame = frame.sort_values(["step", "rank"], kind="stable")
     frame = frame.reset_index(drop=True)
-    step = frame["step"].to_numpy()
-    if len(frame) < 2 or not _every_step_repeats(step):
-        return None
-    coverage: dict[str, bool] = {}
+    coverage: dict[str, list] = {}
     result = _combined_halves(frame, coverage) if len(frame) >= SPLIT_MIN_ROWS else None
     if result is None:
         coverage = {}
         result = _combine_sorted(frame, coverage)
-    if not all(coverage.get(name, False) for name in left_out):
-        return None
-    first = [c for c in order if c != "rank" and c in result.columns]
+    step = frame["step"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]]) if len(step) else np.zeros(0, dtype=np.int64)
+    sizes = np.diff(np.r_[starts, len(step)])
+    several = step[starts][sizes > 1]
+    redo = [step[starts][sizes == 1]]
+    for name in left_out:
+        parts = coverage.get(name, [])
+        covered = np.concatenate([steps_of[mask] for steps_of, mask in parts]) if parts else np.zeros(0, step.dtype)
+        redo.append(np.setdiff1d(several, covered))
+    return in_table_order(result, order), np.unique(np.concatenate(redo))
+
+
+def in_table_order(combined: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Combined rows with their columns where ``combine_ranks`` puts them for a table of columns
+    ``order``: the table's columns (but ``rank``), ``n_ranks``, then those the families add."""
+    first = [c for c in order if c != "rank" and c in combined.columns]
     seen = {*first, "n_ranks"}
-    return result[[*first, "n_ranks", *(c for c in result.columns if c not in seen)]]
-
-
-def _every_step_repeats(step: np.ndarray) -> bool:
-    """Whether every step of a sorted step column appears on two rows or more."""
-    starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]])
-    return bool(np.all(np.diff(np.r_[starts, len(step)]) > 1))
+    return combined[[*first, *(["n_ranks"] if "n_ranks" in combined.columns else []),
+                     *(c for c in combined.columns if c not in seen)]]
 
 
 def _combine_sorted(frame: pd.DataFrame, coverage: dict | None = None) -> pd.DataFrame:
     """``combine_ranks`` of a frame sorted by (step, rank), with a default index; ``coverage``:
-    {metric: whether its family computed it at every step} is filled in when given."""
+    {metric: [(steps, whether its family wrote it there), ...]} is filled in when given."""
     step = frame["step"].to_numpy()
     starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]]) if len(step) else np.zeros(0, dtype=np.int64)
     sizes = np.diff(np.r_[starts, len(frame)])
@@ -586,8 +591,9 @@ def _combined_halves(frame: pd.DataFrame, coverage: dict | None = None) -> pd.Da
     if not (first.columns.equals(second.columns) and first.dtypes.equals(second.dtypes)):
         return None
     if coverage is not None:
-        for name in {*covered[0], *covered[1]}:
-            coverage[name] = covered[0].get(name, False) and covered[1].get(name, False)
+        for half in covered:
+            for name, parts in half.items():
+                coverage.setdefault(name, []).extend(parts)
     return pd.concat([first, second], ignore_index=True)
 
 
@@ -849,8 +855,8 @@ def _merge_family(cls, frame: pd.DataFrame, groups: _Groups, out: dict, coverage
             _put(out, f"{prefix}{field_name}_{key_value}_n", count.astype(np.float64), has & present)
     for name, (values, produced) in {**columns, **metrics}.items():
         _put(out, name, values, has & produced)
-        if coverage is not None:
-            coverage[name] = coverage.get(name, True) and bool((has & produced).all())
+        if coverage is not None:  # the steps where the family wrote it
+            coverage.setdefault(name, []).append((out["step"], has & produced))
 
 
 def _merge_family_per_step(cls, frame: pd.DataFrame, groups: _Groups, out: dict) -> None:
