@@ -293,9 +293,10 @@ def test_a_live_refresh_after_a_file_by_file_read_appends_only_the_new_rows(tmp_
 
 
 def _family_run(logdir: Path, ranks: int = 3, steps: int = 4, extra_rank0_step: bool = False,
-                close: bool = True) -> tuple[Path, list]:
+                close: bool = True, sparse_dh: bool = False) -> tuple[Path, list]:
     """A run of ``ranks`` writers logging real stats of every family at every step (the rows of
-    test_metrics_stats._complete_rank_rows); rank 0 logs one step more when ``extra_rank0_step``.
+    test_metrics_stats._complete_rank_rows); rank 0 logs one step more when ``extra_rank0_step``;
+    the dH probe's columns only at even steps when ``sparse_dh`` (a probe every N steps).
     Returns (its path, the writers left open when not ``close``)."""
     from test_metrics_stats import _complete_rank_rows
 
@@ -306,6 +307,8 @@ def _family_run(logdir: Path, ranks: int = 3, steps: int = 4, extra_rank0_step: 
         for row in frame[frame["rank"] == rank].to_dict("records"):
             step = row.pop("step")
             row.pop("rank")
+            if sparse_dh and step % 2:
+                row = {k: v for k, v in row.items() if not k.startswith(("stat/dh_", "dh_"))}
             if step < steps or (extra_rank0_step and rank == 0):
                 log.log_step(step, row)
         log.flush()
@@ -367,6 +370,30 @@ def test_step_metrics_recombine_one_rank_steps_from_full_rows_and_follow_a_live_
     finally:
         for log in writers:
             log.close()
+
+
+def test_step_metrics_read_a_sparse_familys_metrics_and_take_the_full_table_where_trimming_does_not_pay(
+        tmp_path, monkeypatch):
+    from entropymon.log import view
+
+    monkeypatch.setattr(view, "STREAM_MIN_DISK_BYTES", 0)
+    sparse, _ = _family_run(tmp_path / "sparse", sparse_dh=True)
+    one_rank, _ = _family_run(tmp_path / "one", ranks=1)
+    partial, _ = _family_run(tmp_path / "partial", extra_rank0_step=True)
+    expected = {path: _full_read_step_metrics(path) for path in (sparse, one_rank, partial)}
+    TABLE_CACHE.clear()
+    run = read_run(sparse)
+    pd.testing.assert_frame_equal(run.step_metrics, expected[sparse], check_exact=True)
+    excluded = run._trimmed_view.exclude
+    assert "entropy_mean" in excluded and "dh_same_batch" not in excluded  # the probe's metrics are read
+    run = read_run(one_rank)  # one rank: every step is kept as logged
+    pd.testing.assert_frame_equal(run.step_metrics, expected[one_rank], check_exact=True)
+    assert run._trimmed_view is None and run._views["steps"].frame is not None
+    monkeypatch.setattr(reader, "REDO_MIN_STEPS", 0)
+    monkeypatch.setattr(reader, "REDO_SHARE", 0.0)
+    run = read_run(partial)  # its one-rank step is more than the (patched) share worth combining again
+    pd.testing.assert_frame_equal(run.step_metrics, expected[partial], check_exact=True)
+    assert run._trimmed_view is None and run._trim_refused and run._views["steps"].frame is not None
 
 
 def test_a_second_read_of_an_unchanged_run_opens_no_file_and_new_chunks_cost_one_read_each(tmp_path):

@@ -313,13 +313,16 @@ def _complete_rank_rows(seed: int, n_steps: int, n_ranks: int) -> pd.DataFrame:
 
 
 def _without_family_metrics(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    left_out = [c for c in frame.columns if c in family_metrics(frame.columns)]
+    left_out = [c for c in frame.columns if c in set().union(*family_metrics(frame.columns).values())]
     return frame.drop(columns=left_out), left_out
 
 
 def test_family_metrics_are_the_columns_the_families_compute():
     frame = _complete_rank_rows(1, 2, 2)
-    computed = family_metrics(frame.columns)
+    families = family_metrics(frame.columns)
+    assert {"stat/entropy_n_tokens", "stat/cov_n", "stat/ess_n"} <= set(families)  # by their count columns
+    assert "entropy_mean" in families["stat/entropy_n_tokens"] and "ess_frac" in families["stat/ess_n"]
+    computed = set().union(*families.values())
     assert {"entropy_mean", "entropy_p50", "cov_logp_adv", "reward_mean", "pass_at_4", "ess_frac",
             "kl_target_entropy", "dh_same_batch"} <= computed
     assert not any(c.startswith("stat/") for c in computed)
@@ -328,7 +331,7 @@ def test_family_metrics_are_the_columns_the_families_compute():
     trimmed, left_out = _without_family_metrics(frame)
     assert set(left_out) == computed & set(frame.columns) and len(left_out) > 30
     assert set(left_out) <= set(combine_ranks(trimmed).columns)
-    assert family_metrics(["lr", "stat/entropy_hist"]) == set()  # no count column: no family
+    assert family_metrics(["lr", "stat/entropy_hist"]) == {}  # no count column: no family
 
 
 @settings(max_examples=6, deadline=None)

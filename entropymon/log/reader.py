@@ -33,6 +33,8 @@ from entropymon.log.view import TableView, is_big
 from entropymon.metrics.list_columns import arrow_list_names, plain_frame
 
 _LISTING_RETRIES = 5
+# _trimmed_step_metrics gives up on the trimmed view when more steps than this need their full rows
+REDO_MIN_STEPS, REDO_SHARE = 64, 0.02
 
 
 class Run:
@@ -50,6 +52,7 @@ class Run:
         self._combined: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (the steps frame, its step_metrics)
         self._trimmed_view: TableView | None = None  # the steps without the family metrics (_trimmed_step_metrics)
         self._trimmed: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (its frame, the step_metrics from it)
+        self._trim_refused = False  # the trimmed view does not pay for this run: the full table it is
         self._plains: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}  # table -> (held frame, its plain form)
 
     @property
@@ -97,7 +100,8 @@ class Run:
         """``step_metrics`` of a big steps table, combined from its rows read without the ranks' own
         values of the stats families' metrics (``stats.combine_ranks_without``; a ``TableView`` of its
         own, so a live refresh appends to it), the steps where those values count combined again
-        from their full rows; None for a small table or one without such columns.
+        from their full rows; None (the full table then) for a small table, one rank, no family with
+        its stats in every row, or more such steps than REDO_MIN_STEPS and REDO_SHARE allow.
 
         Why: ``combine_ranks`` replaces those values by the family's, and a dashboard needs only the
         combined rows: at 64 ranks x 10k steps 39 of the 104 float columns are such metrics, and
@@ -107,30 +111,44 @@ class Run:
         folder = self.path / "steps"
         view = self._trimmed_view
         if view is None:
-            files = scan_table(folder).active
-            if not is_big(files):
+            if self._trim_refused:
                 return None
-            left_out = family_metrics(self._steps_order(files))
+            files = scan_table(folder).active
+            if not is_big(files) or len({chunk.rank for chunk, _ in files}) < 2:
+                return None  # small, or one rank: every step is kept as logged, which needs every column
+            # a family's metrics are left out when every row has its stats (the dH probe's, logged
+            # every N steps, are read: most steps would need their rows again)
+            families = family_metrics(self._steps_order(files))
+            counts = read_table(self.path, "steps", columns=list(families))
+            left_out = {name for count, names in families.items() if count in counts.columns
+                        and counts[count].notna().all() and (counts[count] != 0).all() for name in names}
             if not left_out:
+                self._trim_refused = True
                 return None
             view = self._trimmed_view = TableView(folder, merge_step_rows=True, exclude=frozenset(left_out))
         frame = view.read()
         if self._trimmed is not None and self._trimmed[0] is frame:
             return self._trimmed[1]
         order = self._steps_order(scan_table(folder).active)
-        if self._trimmed is not None and view.previous is self._trimmed[0] and view.appended_steps is not None:
-            redo = frame[STEP_COLUMN].isin(view.appended_steps).to_numpy()
+        appended = (self._trimmed is not None and view.previous is self._trimmed[0]
+                    and view.appended_steps is not None)
+        rows = frame[frame[STEP_COLUMN].isin(view.appended_steps).to_numpy()] if appended else frame
+        combined, redo = combine_ranks_without(rows, view.exclude, order)
+        if len(redo) > max(REDO_MIN_STEPS, REDO_SHARE * combined[STEP_COLUMN].nunique()):
+            # most of it would be read twice (e.g. a metric a family leaves out at many steps): the
+            # full table is the way for this run
+            self._trim_refused, self._trimmed_view, self._trimmed = True, None, None
+            return None
+        combined = self._exact(combined, redo)
+        if appended:
             before = self._trimmed[1]
             kept = before[~before[STEP_COLUMN].isin(view.appended_steps).to_numpy()]
-            combined = self._exact(*combine_ranks_without(frame[redo], view.exclude, order), order)
             combined = pd.concat([kept, combined], ignore_index=True).sort_values(STEP_COLUMN, kind="stable")
-        else:
-            combined = self._exact(*combine_ranks_without(frame, view.exclude, order), order)
         combined = in_table_order(combined.reset_index(drop=True), order)
         self._trimmed = (frame, combined)
         return combined
 
-    def _exact(self, combined: pd.DataFrame, redo: np.ndarray, order: list[str]) -> pd.DataFrame:
+    def _exact(self, combined: pd.DataFrame, redo: np.ndarray) -> pd.DataFrame:
         """``combined`` with the rows of the steps ``redo`` combined again from their full rows."""
         if not len(redo):
             return combined

@@ -481,14 +481,14 @@ def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
     return _combine_sorted(frame)
 
 
-def family_metrics(columns) -> set[str]:
-    """The metric columns the stats families compute, across ranks, from the ``stat/`` columns among
-    ``columns`` (the names their formulas give; each family's count column must be there).
+def family_metrics(columns) -> dict[str, set[str]]:
+    """{a family's count column: the metric columns the family computes across ranks} for the stats
+    families whose ``stat/`` columns are among ``columns`` (the names their formulas give).
 
     Why: a reader that only combines ranks need not decode the ranks' own values of these, which
     ``combine_ranks`` replaces with the family's (``combine_ranks_without``)."""
     names = set(columns)
-    out: set[str] = set()
+    out: dict[str, set[str]] = {}
     for cls in STATS_CLASSES:
         prefix = cls.prefix()
         if prefix + fields(cls)[0].name not in names or cls not in _COMPUTE:
@@ -505,7 +505,7 @@ def family_metrics(columns) -> set[str]:
                 dummy[f.name] = [None] if isinstance(default, np.ndarray) else np.zeros(1)
         with np.errstate(all="ignore"):
             columns_out, metrics = _COMPUTE[cls](dummy, pairs)
-        out.update(columns_out, metrics)
+        out[prefix + fields(cls)[0].name] = {*columns_out, *metrics}
     return out
 
 
