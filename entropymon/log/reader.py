@@ -119,9 +119,8 @@ class Run:
             # a family's metrics are left out when every row has its stats (the dH probe's, logged
             # every N steps, are read: most steps would need their rows again)
             families = family_metrics(self._steps_order(files))
-            counts = read_table(self.path, "steps", columns=list(families))
-            left_out = {name for count, names in families.items() if count in counts.columns
-                        and counts[count].notna().all() and (counts[count] != 0).all() for name in names}
+            complete = _filled_in_every_row([path for _, path in files], list(families))
+            left_out = {name for count, names in families.items() if count in complete for name in names}
             if not left_out:
                 self._trim_refused = True
                 return None
@@ -217,6 +216,23 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
+
+
+def _filled_in_every_row(paths: list[Path], names: list[str]) -> set[str]:
+    """The columns of ``names`` that every row of the files ``paths`` holds, not null, NaN or zero
+    (a stats family's count column: the family logged at every step of every rank)."""
+    TABLE_CACHE.preload(paths, names)
+    filled = set(names)
+    for path in paths:
+        data = TABLE_CACHE.read(path, names)
+        if data is None:
+            continue
+        for name in list(filled):
+            values = data.column(name).to_numpy() if name in data.column_names else None
+            if values is None or (values.dtype.kind not in "iuf") or np.isnan(values.astype(np.float64)).any() \
+                    or (values == 0).any():
+                filled.discard(name)
+    return filled
 
 
 def _run_folder(path) -> Path:

@@ -536,6 +536,8 @@ def combine_ranks_without(steps: pd.DataFrame, left_out, order: list[str]) -> tu
     redo = [step[starts][sizes == 1]]
     for name in left_out:
         parts = coverage.get(name, [])
+        if sum(int(mask.sum()) for _, mask in parts) == len(several):  # written at every step of several ranks
+            continue
         covered = np.concatenate([steps_of[mask] for steps_of, mask in parts]) if parts else np.zeros(0, step.dtype)
         redo.append(np.setdiff1d(several, covered))
     return in_table_order(result, order), np.unique(np.concatenate(redo))
