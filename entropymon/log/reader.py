@@ -29,7 +29,7 @@ from entropymon.log.cache import TABLE_CACHE, Vanished, read_pool
 from entropymon.log.layout import scan_table
 from entropymon.log.resolve import resolve_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, RUN_META_FILE, STEP_COLUMN, TABLES
-from entropymon.log.view import TableView, is_big
+from entropymon.log.view import TableView, column_names, is_big
 from entropymon.metrics.list_columns import arrow_list_names, plain_frame
 
 _LISTING_RETRIES = 5
@@ -118,7 +118,7 @@ class Run:
                 return None  # small, or one rank: every step is kept as logged, which needs every column
             # a family's metrics are left out when every row has its stats (the dH probe's, logged
             # every N steps, are read: most steps would need their rows again)
-            families = family_metrics(self._steps_order(files))
+            families = family_metrics(column_names([path for _, path in files]))
             complete = _filled_in_every_row([path for _, path in files], list(families))
             left_out = {name for count, names in families.items() if count in complete for name in names}
             if not left_out:
@@ -128,7 +128,7 @@ class Run:
         frame = view.read()
         if self._trimmed is not None and self._trimmed[0] is frame:
             return self._trimmed[1]
-        order = self._steps_order(scan_table(folder).active)
+        order = column_names([path for _, path in scan_table(folder).active])
         appended = (self._trimmed is not None and view.previous is self._trimmed[0]
                     and view.appended_steps is not None)
         rows = frame[frame[STEP_COLUMN].isin(view.appended_steps).to_numpy()] if appended else frame
@@ -156,15 +156,6 @@ class Run:
         again = combine_ranks(read_table(self.path, "steps", steps=redo))
         rest = combined[~combined[STEP_COLUMN].isin(redo).to_numpy()]
         return pd.concat([rest, again], ignore_index=True).sort_values(STEP_COLUMN, kind="stable")
-
-    @staticmethod
-    def _steps_order(files) -> list[str]:
-        """The steps table's columns in the order a full read gives them (first file first)."""
-        order: dict[str, None] = {}
-        for _, path in files:
-            schema = TABLE_CACHE.schema(path)
-            order.update(dict.fromkeys(() if schema is None else schema.names))
-        return list(order)
 
     @property
     def is_live(self) -> bool:

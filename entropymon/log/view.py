@@ -58,6 +58,15 @@ def is_big(files: list[tuple[ChunkName, Path]]) -> bool:
     return _disk_bytes(files) >= STREAM_MIN_DISK_BYTES
 
 
+def column_names(paths: list[Path]) -> list[str]:
+    """The columns of a table of these files, in the order a full read gives them (first file first)."""
+    names: dict[str, None] = {}
+    for path in paths:
+        schema = TABLE_CACHE.schema(path)
+        names.update(dict.fromkeys(() if schema is None else schema.names))
+    return list(names)
+
+
 def _tagged(files: list[tuple[ChunkName, Path]], columns: list[str] | None = None) -> tuple[list, list, list]:
     """(each readable file's ``columns`` tagged with its segment; each file's placement, None when
     unreadable or unknown; the readable files) through the file cache."""
@@ -230,11 +239,7 @@ class TableView:
         """The columns read from ``paths``: all (None), or all their files have but ``exclude``."""
         if not self.exclude:
             return None
-        names: dict[str, None] = {}
-        for path in paths:
-            schema = TABLE_CACHE.schema(path)
-            names.update(dict.fromkeys(() if schema is None else schema.names))
-        return [name for name in names if name not in self.exclude]
+        return [name for name in column_names(paths) if name not in self.exclude]
 
     def _still_on_disk(self, placed: dict[tuple[int, int], list[tuple[int, int]]]) -> bool:
         """Whether the stream rows the frame holds are all in files listed now (merges keep them)."""

@@ -468,17 +468,26 @@ def combine_ranks(steps: pd.DataFrame) -> pd.DataFrame:
     two at 64 ranks x 10k steps). Either way the result holds them in the plain form: the merged
     steps' sums as lists of ints, a single rank's as the array it logged.
     """
+    return _combine(_sorted_rows(steps))
+
+
+def _sorted_rows(steps: pd.DataFrame) -> pd.DataFrame:
+    """``steps`` ordered by (step, rank) with a default index (rank 0 when it has no rank column)."""
     if "step" not in steps.columns:
         raise InputError(f"steps: expected a 'step' column, got columns {list(steps.columns)[:8]}")
     frame = steps if "rank" in steps.columns else steps.assign(rank=0)
     if not _sorted_by_step_rank(frame["step"].to_numpy(), frame["rank"].to_numpy()):
         frame = frame.sort_values(["step", "rank"], kind="stable")
-    frame = frame.reset_index(drop=True)  # a new index only: no column is copied
+    return frame.reset_index(drop=True)  # a new index only: no column is copied
+
+
+def _combine(frame: pd.DataFrame, coverage: dict | None = None) -> pd.DataFrame:
+    """``combine_ranks`` of ``_sorted_rows``: the halves of its steps side by side when it is big."""
     if len(frame) >= SPLIT_MIN_ROWS:
-        halves = _combined_halves(frame)
+        halves = _combined_halves(frame, coverage)
         if halves is not None:
             return halves
-    return _combine_sorted(frame)
+    return _combine_sorted(frame, coverage)
 
 
 def family_metrics(columns) -> dict[str, set[str]]:
@@ -518,17 +527,9 @@ def combine_ranks_without(steps: pd.DataFrame, left_out, order: list[str]) -> tu
     there from the family's formulas over the merged ``stat/`` columns, and nothing else reads the
     ranks' values of them. The steps given back are those of one rank (kept as logged) and those
     where a family does not compute one of them (the ranks' own values are merged there)."""
-    if "step" not in steps.columns:
-        raise InputError(f"steps: expected a 'step' column, got columns {list(steps.columns)[:8]}")
-    frame = steps if "rank" in steps.columns else steps.assign(rank=0)
-    if not _sorted_by_step_rank(frame["step"].to_numpy(), frame["rank"].to_numpy()):
-        frame = frame.sort_values(["step", "rank"], kind="stable")
-    frame = frame.reset_index(drop=True)
+    frame = _sorted_rows(steps)
     coverage: dict[str, list] = {}
-    result = _combined_halves(frame, coverage) if len(frame) >= SPLIT_MIN_ROWS else None
-    if result is None:
-        coverage = {}
-        result = _combine_sorted(frame, coverage)
+    result = _combine(frame, coverage)
     step = frame["step"].to_numpy()
     starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]]) if len(step) else np.zeros(0, dtype=np.int64)
     sizes = np.diff(np.r_[starts, len(step)])
