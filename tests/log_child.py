@@ -82,7 +82,13 @@ def wait_for_signal(logdir: str, run: str, *, chained: bool) -> None:
     for step in range(STEPS_BEFORE_SIGNAL):
         log_one(log, step)
     print("ready", flush=True)
-    time.sleep(60)
+    # short sleeps, as a training loop runs Python between its blocking calls: the kernel may hand
+    # the signal to a thread a C library started without blocking it (OpenBLAS's, here), and then
+    # the handler runs only once the main thread's current blocking call returns (one 60 s sleep
+    # made this test time out about once in a hundred runs)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
     print("no signal came", flush=True)
 
 

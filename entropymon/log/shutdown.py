@@ -42,7 +42,9 @@ def keep_signals_on_the_main_thread() -> None:
     Python runs handlers on the main thread only, and a main thread blocked in a sleep or a long
     C call learns of a signal another thread caught only when that call returns, so the SIGTERM
     flush (and the trainer's own handler, or Ctrl+C) could wait for minutes. Blocked here, the
-    signals go to the main thread, whose blocking call is interrupted at once. No-op where the
+    signals never land on our threads. Threads that C libraries start (OpenBLAS, OpenMP) are out
+    of our reach: the kernel prefers the main thread, but may hand a signal to one of those, and
+    then the handler runs when the main thread's current blocking call returns. No-op where the
     platform has no ``pthread_sigmask``.
     """
     if hasattr(signal, "pthread_sigmask"):
