@@ -364,6 +364,7 @@ def test_step_metrics_recombine_one_rank_steps_from_full_rows_and_follow_a_live_
             row = rows[(rows["step"] == 4) & (rows["rank"] == log.rank)].iloc[0].to_dict()
             log.log_step(4, {k: v for k, v in row.items() if k not in ("step", "rank")})
             log.flush()
+        assert len(run.step_metrics) == 4  # as every table: what was read, until refresh()
         run.refresh()
         pd.testing.assert_frame_equal(run.step_metrics, _full_read_step_metrics(live), check_exact=True)
         assert run._trimmed_view.full_reads == 1 and run.step_metrics["n_ranks"].tolist()[-1] == 2
@@ -597,6 +598,24 @@ def test_preloading_some_columns_keeps_the_columns_a_file_held_and_reads_the_res
     assert cache.reads == opens  # the first file kept its text column next to the preloaded reward
     assert cache._bytes == sum(e.nbytes for e in cache._entries.values())
     assert cache.read(paths[1], ["text"]) is not None and cache.reads == opens + 1  # not preloaded
+
+
+def test_preloading_and_reading_all_columns_but_some_open_each_file_once_and_keep_the_keys(tmp_path):
+    """``exclude`` is judged from each file's own footer (a live refresh reads every new file's
+    columns but the left-out ones without first reading the new footers one by one)."""
+    with RunLog(tmp_path, "r") as log:
+        for step in range(3):
+            log.log_step(step, {"a": step * 1.0, "b": -step * 1.0, **({"c": 7.0} if step == 2 else {})})
+            log.flush()
+    paths = sorted((tmp_path / "r" / "steps").glob("*.parquet"))
+    cache = FileTableCache()
+    cache.preload(paths, exclude=frozenset({"b", "step"}))
+    assert cache.reads == len(paths)
+    for step, path in enumerate(paths):
+        expected = pq.read_table(path).drop_columns(["b"])
+        assert cache.read(path, exclude=frozenset({"b", "step"})).equals(expected), step
+    assert cache.reads == len(paths)  # all from the preload, the keys included
+    assert cache.read(paths[2], ["c", "b"], exclude=frozenset({"c"})).column_names == ["step", "rank", "b"]
 
 
 def _read_steps_in_child(run_path: str, queue) -> None:

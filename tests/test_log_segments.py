@@ -367,3 +367,63 @@ def test_steps_with_arrow_held_lists_equal_an_eager_read_cold_after_refreshes_an
     assert [None if v is None else v.tolist() for v in run.steps["entropy_hist"][:4]] == [
         None, [0, 1, 1], [1, 0, 1], [1, 1, 1]]
     assert run.steps is run.steps  # converted once per version of the table
+
+
+def test_a_view_appending_straggling_ranks_holds_what_a_fresh_read_holds_and_names_the_appended_rows(tmp_path_factory):
+    """TableView keeps appended rows as a tail beside those it held (joined on ``frame`` or past
+    1/JOIN_SHARE): ranks that run ahead and behind (a straggler's rows sort among the held ones and
+    split them), columns that come and go, columns left out. After every update the rows of
+    ``appended_steps`` (``appended_rows``, index and types included) and the frame equal a fresh read's."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from entropymon.log import view as view_module
+    from entropymon.log.view import TableView
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(moves=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.booleans()), min_size=1, max_size=14),
+           join_share=st.sampled_from([0, 8]), exclude=st.sampled_from([frozenset(), frozenset({"b"})]))
+    def check(moves, join_share, exclude):
+        path = tmp_path_factory.mktemp("view")
+        logs = [RunLog(path, "r", rank=rank, flush_interval_s=3600) for rank in range(3)]
+        next_step = [0, 0, 0]
+        view = TableView(path / "r" / "steps", merge_step_rows=True, exclude=exclude)
+        before, held = view.version, None
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(view_module, "JOIN_SHARE", join_share)
+            try:
+                for rank, then, late_column in moves:  # then: 0 log on, 1 update, 2 update and join
+                    step = next_step[rank]
+                    next_step[rank] += 1
+                    row = {"a": step + rank / 10, "b": float(rank), "n": step * 3 + rank}
+                    if late_column:
+                        row["flag"] = bool(step % 2)  # a bool column most rows lack: object once joined
+                    logs[rank].log_step(step, row)
+                    assert logs[rank].flush(timeout=10)
+                    if not then:
+                        continue  # the next update sees several new steps
+                    view.update()
+                    fresh = TableView(view.folder, merge_step_rows=True, exclude=exclude).read()
+                    if view.previous_version is not None and view.previous_version == before:
+                        expected = fresh[fresh["step"].isin(view.appended_steps)]
+                        pd.testing.assert_frame_equal(view.appended_rows(), expected, check_exact=True)
+                        # the other steps' rows, and the first kept_rows rows, are what the last version held
+                        # (a column new in this version is empty there; bool columns may have become object)
+                        kept, old = (f[~f["step"].isin(view.appended_steps)].reset_index(drop=True) for f in (fresh, held))
+                        common = [name for name in fresh.columns if name in held.columns]
+                        assert kept.drop(columns=common).isna().all().all()
+                        pd.testing.assert_frame_equal(kept[common], old[common], check_exact=True, check_dtype=False)
+                        pd.testing.assert_frame_equal(fresh.iloc[:view.kept_rows][common], held.iloc[:view.kept_rows][common],
+                                                      check_exact=True, check_dtype=False)
+                    before, held = view.version, fresh
+                    if then == 2:
+                        pd.testing.assert_frame_equal(view.frame, fresh, check_exact=True)
+                view.update()
+                pd.testing.assert_frame_equal(view.frame, TableView(view.folder, True, exclude).read(), check_exact=True)
+                assert view.full_reads == 1  # every later change was an append
+                assert "b" not in view.frame.columns if exclude else "b" in view.frame.columns
+            finally:
+                for log in logs:
+                    log.close()
+
+    check()

@@ -109,16 +109,18 @@ class FileTableCache:
             for path in paths:
                 self._drop(str(path))
 
-    def preload(self, paths: list[Path], columns: list[str] | None = None, workers: int = PRELOAD_THREADS) -> None:
-        """Read ``columns`` (all when None) of the files not holding them yet, several files at a time
-        (pyarrow decodes without holding the GIL), so a cold read of many files costs less than
-        reading them in turn."""
+    def preload(self, paths: list[Path], columns: list[str] | None = None, workers: int = PRELOAD_THREADS,
+                exclude: frozenset[str] = frozenset()) -> None:
+        """Read ``columns`` (all when None) but ``exclude`` of the files not holding them yet, several
+        files at a time (pyarrow decodes without holding the GIL), so a cold read of many files costs
+        less than reading them in turn. ``exclude`` is judged per file, from its own footer: naming
+        the columns to read would need every new file's footer first, one file at a time."""
         todo = []
         with self._lock:
             for path in paths:
                 entry = self._entries.get(str(path))
                 if (entry is None or entry.schema is None
-                        or any(name not in entry.columns for name in _wanted(entry.schema, columns))):
+                        or any(name not in entry.columns for name in _wanted(entry.schema, columns, exclude))):
                     todo.append(path)
         if not todo:
             return
@@ -127,7 +129,7 @@ class FileTableCache:
             try:
                 info = path.stat()
                 entry = _Entry((info.st_size, info.st_mtime_ns))
-                self._load(path, entry, columns)
+                self._load(path, entry, columns, exclude)
             except (OSError, pa.ArrowException, ValueError):
                 return None  # read() meets it again, and warns or raises Vanished as it should
             return str(path), entry
@@ -205,16 +207,18 @@ class FileTableCache:
         except (OSError, pa.ArrowException, ValueError):
             return None
 
-    def read(self, path: Path, columns: list[str] | None = None) -> pa.Table | None:
-        """The file's ``columns`` (all when None; keys always; absent ones left out), None when unreadable."""
+    def read(self, path: Path, columns: list[str] | None = None,
+             exclude: frozenset[str] = frozenset()) -> pa.Table | None:
+        """The file's ``columns`` (all when None; keys always; absent ones left out) but ``exclude``,
+        None when unreadable."""
         with self._lock:
-            entry = self._entry(path, columns)
+            entry = self._entry(path, columns, exclude)
             if entry.bad:
                 return None
-            wanted = _wanted(entry.schema, columns)
+            wanted = _wanted(entry.schema, columns, exclude)
             return pa.table({name: entry.columns[name] for name in wanted})
 
-    def _entry(self, path: Path, columns: list[str] | None) -> _Entry:
+    def _entry(self, path: Path, columns: list[str] | None, exclude: frozenset[str] = frozenset()) -> _Entry:
         key = str(path)
         try:
             info = path.stat()
@@ -236,12 +240,12 @@ class FileTableCache:
         if entry.bad:
             return entry
         missing = (None if entry.schema is None
-                   else [name for name in _wanted(entry.schema, columns) if name not in entry.columns])
+                   else [name for name in _wanted(entry.schema, columns, exclude) if name not in entry.columns])
         if entry.schema is not None and not missing:
             return entry
         self._bytes -= entry.nbytes
         try:
-            self._load(path, entry, columns)
+            self._load(path, entry, columns, exclude)
         except FileNotFoundError:
             self._entries.pop(key, None)
             raise Vanished(key) from None
@@ -257,7 +261,8 @@ class FileTableCache:
         if entry is not None:
             self._bytes -= entry.nbytes
 
-    def _load(self, path: Path, entry: _Entry, columns: list[str] | None) -> None:
+    def _load(self, path: Path, entry: _Entry, columns: list[str] | None,
+              exclude: frozenset[str] = frozenset()) -> None:
         with self._reads_lock:
             self.reads += 1
         parquet = pq.ParquetFile(path, page_checksum_verification=True)
@@ -273,7 +278,7 @@ class FileTableCache:
             entry.step_range = _step_range(entry.group_ranges)
             entry.num_rows = parquet.metadata.num_rows
             entry.first_row = _first_row(schema)
-        missing = [n for n in _wanted(entry.schema, columns) if n not in entry.columns]
+        missing = [n for n in _wanted(entry.schema, columns, exclude) if n not in entry.columns]
         if missing:
             table = parquet.read(columns=missing)
             entry.columns.update({name: table.column(name) for name in missing})
@@ -306,11 +311,13 @@ def read_pool() -> ThreadPoolExecutor:
     return _pool(PRELOAD_THREADS)
 
 
-def _wanted(schema: pa.Schema, columns: list[str] | None) -> list[str]:
-    if columns is None:
-        return list(schema.names)
-    asked = set(columns) | {STEP_COLUMN, RANK_COLUMN}
-    return [name for name in schema.names if name in asked]
+def _wanted(schema: pa.Schema, columns: list[str] | None, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """The names of ``schema`` that ``columns`` (all when None) asks for, keys always, ``exclude`` never
+    (bar the keys)."""
+    keys = {STEP_COLUMN, RANK_COLUMN}
+    asked = None if columns is None else set(columns) | keys
+    return [name for name in schema.names
+            if (asked is None or name in asked) and (name in keys or name not in exclude)]
 
 
 TABLE_CACHE = FileTableCache()

@@ -49,11 +49,13 @@ class Run:
         self.meta = meta
         self._frames: dict[str, pd.DataFrame] = {}
         self._views = {table: TableView(path / table, merge_step_rows=(table == "steps")) for table in TABLES}
-        self._combined: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (the steps frame, its step_metrics)
+        # what was derived from a view, with the view's version it was derived from
+        self._combined: tuple[int, pd.DataFrame] | None = None  # the steps' step_metrics
         self._trimmed_view: TableView | None = None  # the steps without the family metrics (_trimmed_step_metrics)
-        self._trimmed: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (its frame, the step_metrics from it)
+        self._trimmed: tuple[int, pd.DataFrame] | None = None  # the step_metrics from it
         self._trim_refused = False  # the trimmed view does not pay for this run: the full table it is
-        self._plains: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}  # table -> (held frame, its plain form)
+        self._trimmed_current = False  # the trimmed view was brought up to date since the last refresh()
+        self._plains: dict[str, tuple[int, pd.Series, pd.DataFrame]] = {}  # table -> (version, its dtypes, plain form)
 
     @property
     def name(self) -> str:
@@ -80,20 +82,19 @@ class Run:
             if trimmed is not None:
                 return trimmed
         steps = self._frame("steps")  # list columns Arrow-backed: combined without a numpy array per row
-        if self._combined is not None and self._combined[0] is steps:
+        if self._combined is not None and self._combined[0] == view.version:
             return self._combined[1]
         from entropymon.metrics.stats import combine_ranks  # numpy-only module; imported on use
 
-        if self._combined is not None and view.previous is self._combined[0] and view.appended_steps is not None:
+        if self._combined is not None and view.previous_version == self._combined[0]:
             # a live refresh appended rows: combine only the steps they belong to
-            redo = steps[STEP_COLUMN].isin(view.appended_steps).to_numpy()
             before = self._combined[1]
             kept = before[~before[STEP_COLUMN].isin(view.appended_steps).to_numpy()]
-            combined = pd.concat([kept, combine_ranks(steps[redo])], ignore_index=True)
+            combined = pd.concat([kept, combine_ranks(view.appended_rows())], ignore_index=True)
             combined = combined.sort_values(STEP_COLUMN, kind="stable").reset_index(drop=True)
         else:
             combined = combine_ranks(steps)
-        self._combined = (steps, combined)
+        self._combined = (view.version, combined)
         return combined
 
     def _trimmed_step_metrics(self) -> pd.DataFrame | None:
@@ -125,13 +126,14 @@ class Run:
                 self._trim_refused = True
                 return None
             view = self._trimmed_view = TableView(folder, merge_step_rows=True, exclude=frozenset(left_out))
-        frame = view.read()
-        if self._trimmed is not None and self._trimmed[0] is frame:
+        if not self._trimmed_current:
+            view.update()  # the appended rows stay a tail of the view: only they are combined
+            self._trimmed_current = True
+        if self._trimmed is not None and self._trimmed[0] == view.version:
             return self._trimmed[1]
         order = column_names([path for _, path in scan_table(folder).active])
-        appended = (self._trimmed is not None and view.previous is self._trimmed[0]
-                    and view.appended_steps is not None)
-        rows = frame[frame[STEP_COLUMN].isin(view.appended_steps).to_numpy()] if appended else frame
+        appended = self._trimmed is not None and view.previous_version == self._trimmed[0]
+        rows = view.appended_rows() if appended else view.frame
         combined, redo = combine_ranks_without(rows, view.exclude, order)
         if len(redo) > max(REDO_MIN_STEPS, REDO_SHARE * combined[STEP_COLUMN].nunique()):
             # most of it would be read twice (e.g. a metric a family leaves out at many steps): the
@@ -144,7 +146,7 @@ class Run:
             kept = before[~before[STEP_COLUMN].isin(view.appended_steps).to_numpy()]
             combined = pd.concat([kept, combined], ignore_index=True).sort_values(STEP_COLUMN, kind="stable")
         combined = in_table_order(combined.reset_index(drop=True), order)
-        self._trimmed = (frame, combined)
+        self._trimmed = (view.version, combined)
         return combined
 
     def _exact(self, combined: pd.DataFrame, redo: np.ndarray) -> pd.DataFrame:
@@ -176,6 +178,7 @@ class Run:
         the rows that are new since (a folder listing when nothing is)."""
         self.meta = run_meta.read_meta(self.path)
         self._frames.clear()
+        self._trimmed_current = False
         return self
 
     def _frame(self, table: str) -> pd.DataFrame:
@@ -188,21 +191,20 @@ class Run:
         """The table as users get it: list columns as one numpy array per row, made on first access
         only (the dashboard never asks: it reads ``step_metrics``), once per version of the table."""
         frame = self._frame(table)
-        held = self._plains.get(table)
-        if held is not None and held[0] is frame:
-            return held[1]
         view = self._views[table]
+        held = self._plains.get(table)
+        if held is not None and held[0] == view.version:
+            return held[2]
         if not arrow_list_names(frame):
             plain = frame
-        elif (held is not None and view.previous is held[0] and view.kept_rows is not None
-                and held[0].columns.equals(frame.columns) and held[0].dtypes.equals(frame.dtypes)):
+        elif held is not None and view.previous_version == held[0] and held[1].equals(frame.dtypes):
             # a live refresh appended rows: convert those only (at 8 ranks x 10k steps, converting the
             # whole table again cost more than the 200 ms a refresh may take)
             cut = view.kept_rows
-            plain = pd.concat([held[1].iloc[:cut], plain_frame(frame.iloc[cut:])], ignore_index=True)
+            plain = pd.concat([held[2].iloc[:cut], plain_frame(frame.iloc[cut:])], ignore_index=True)
         else:
             plain = plain_frame(frame)
-        self._plains[table] = (frame, plain)
+        self._plains[table] = (view.version, frame.dtypes, plain)
         return plain
 
     def __repr__(self) -> str:
