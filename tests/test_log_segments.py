@@ -427,3 +427,43 @@ def test_a_view_appending_straggling_ranks_holds_what_a_fresh_read_holds_and_nam
                     log.close()
 
     check()
+
+
+def test_threads_sharing_a_run_of_a_live_run_see_each_row_once(tmp_path):
+    """A dashboard's callbacks run on several threads and share one Run per run: a refresh while
+    others read must neither append the new rows twice nor break a reader."""
+    from entropymon.log.reader import read_table
+    from entropymon.metrics.stats import combine_ranks
+
+    logs = [RunLog(tmp_path, "r", rank=rank, flush_interval_s=3600) for rank in range(4)]
+    run = read_run(tmp_path / "r")
+
+    def read(barrier: threading.Barrier, first: bool, seen: list, errors: list) -> None:
+        barrier.wait()
+        try:
+            if first:
+                run.refresh()
+            seen.append((run.steps, run.step_metrics))
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            errors.append(error)
+
+    try:
+        for step in range(20):
+            for log in logs:
+                log.log_step(step, {"entropy_mean": step + log.rank / 10, "n_tokens": 10.0 + log.rank})
+                assert log.flush(timeout=10)
+            barrier, seen, errors = threading.Barrier(4), [], []
+            threads = [threading.Thread(target=read, args=(barrier, i == 0, seen, errors)) for i in range(4)]
+            run.refresh()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert errors == []
+            expected = read_table(tmp_path / "r", "steps")
+            for steps, metrics in seen:
+                pd.testing.assert_frame_equal(steps, expected)
+                pd.testing.assert_frame_equal(metrics, combine_ranks(expected))
+    finally:
+        for log in logs:
+            log.close()

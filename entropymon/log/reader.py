@@ -15,6 +15,7 @@ after compactions. The rules it applies:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,11 +43,14 @@ class Run:
 
     ``steps``: one row per (step, rank); ``step_metrics``: one row per step with ranks combined;
     ``samples`` / ``tokens``: their rows ordered by step then rank; ``meta``: run.json.
+    One ``Run`` may be shared by threads (a dashboard's callbacks): its tables are brought up to
+    date under a lock, as two updates of one view at once would append the same rows twice.
     """
 
     def __init__(self, path: Path, meta: dict):
         self.path = path
         self.meta = meta
+        self._lock = threading.RLock()
         self._frames: dict[str, pd.DataFrame] = {}
         self._views = {table: TableView(path / table, merge_step_rows=(table == "steps")) for table in TABLES}
         # what was derived from a view, with the view's version it was derived from
@@ -63,19 +67,26 @@ class Run:
 
     @property
     def steps(self) -> pd.DataFrame:
-        return self._plain("steps")
+        with self._lock:
+            return self._plain("steps")
 
     @property
     def samples(self) -> pd.DataFrame:
-        return self._plain("samples")
+        with self._lock:
+            return self._plain("samples")
 
     @property
     def tokens(self) -> pd.DataFrame:
-        return self._plain("tokens")
+        with self._lock:
+            return self._plain("tokens")
 
     @property
     def step_metrics(self) -> pd.DataFrame:
         """One row per step, ranks combined exactly (``metrics.stats.combine_ranks``)."""
+        with self._lock:
+            return self._step_metrics()
+
+    def _step_metrics(self) -> pd.DataFrame:
         view = self._views["steps"]
         if "steps" not in self._frames and view.frame is None:
             trimmed = self._trimmed_step_metrics()
@@ -176,9 +187,11 @@ class Run:
     def refresh(self) -> Run:
         """Re-read run.json and bring the tables up to date on their next access, reading only
         the rows that are new since (a folder listing when nothing is)."""
-        self.meta = run_meta.read_meta(self.path)
-        self._frames.clear()
-        self._trimmed_current = False
+        meta = run_meta.read_meta(self.path)
+        with self._lock:
+            self.meta = meta
+            self._frames.clear()
+            self._trimmed_current = False
         return self
 
     def _frame(self, table: str) -> pd.DataFrame:
