@@ -120,7 +120,7 @@ class FileTableCache:
             for path in paths:
                 entry = self._entries.get(str(path))
                 if (entry is None or entry.schema is None
-                        or any(name not in entry.columns for name in _wanted(entry.schema, columns, exclude))):
+                        or any(name not in entry.columns for name in selected_names(entry.schema, columns, exclude))):
                     todo.append(path)
         if not todo:
             return
@@ -167,7 +167,7 @@ class FileTableCache:
             entry = self._entry(path, [])
             if entry.bad:
                 return None
-            wanted = _wanted(entry.schema, columns)
+            wanted = selected_names(entry.schema, columns)
             if (entry.group_ranges is None or len(entry.group_ranges) < 2
                     or all(name in entry.columns for name in wanted)):
                 return False
@@ -188,16 +188,17 @@ class FileTableCache:
             entry = self._entry(path, [])
             return None if entry.bad else entry.schema
 
-    def read_uncached(self, path: Path, columns: list[str] | None = None) -> pa.Table | None:
-        """The file's ``columns`` (all when None; keys always; absent ones left out), decoded now and
-        not kept; None when it cannot be read (``read`` then says why). Why: a full read of a wide
+    def read_uncached(self, path: Path, columns: list[str] | None = None,
+                      exclude: frozenset[str] = frozenset()) -> pa.Table | None:
+        """The file's ``columns`` (all when None; keys always; absent ones left out) but ``exclude``,
+        decoded now and not kept; None when it cannot be read (``read`` then says why). Why: a full read of a wide
         table places each file's rows into its frame and lets the file go (``resolve.stream_frame``);
         cached, every file would stay in memory beside the frame built from them."""
         with self._lock:
             entry = self._entry(path, [])
             if entry.bad:
                 return None
-            wanted = None if columns is None else _wanted(entry.schema, columns)
+            wanted = None if columns is None and not exclude else selected_names(entry.schema, columns, exclude)
         with self._reads_lock:
             self.reads += 1
         try:
@@ -215,7 +216,7 @@ class FileTableCache:
             entry = self._entry(path, columns, exclude)
             if entry.bad:
                 return None
-            wanted = _wanted(entry.schema, columns, exclude)
+            wanted = selected_names(entry.schema, columns, exclude)
             return pa.table({name: entry.columns[name] for name in wanted})
 
     def _entry(self, path: Path, columns: list[str] | None, exclude: frozenset[str] = frozenset()) -> _Entry:
@@ -240,7 +241,7 @@ class FileTableCache:
         if entry.bad:
             return entry
         missing = (None if entry.schema is None
-                   else [name for name in _wanted(entry.schema, columns, exclude) if name not in entry.columns])
+                   else [name for name in selected_names(entry.schema, columns, exclude) if name not in entry.columns])
         if entry.schema is not None and not missing:
             return entry
         self._bytes -= entry.nbytes
@@ -278,7 +279,7 @@ class FileTableCache:
             entry.step_range = _step_range(entry.group_ranges)
             entry.num_rows = parquet.metadata.num_rows
             entry.first_row = _first_row(schema)
-        missing = [n for n in _wanted(entry.schema, columns, exclude) if n not in entry.columns]
+        missing = [n for n in selected_names(entry.schema, columns, exclude) if n not in entry.columns]
         if missing:
             table = parquet.read(columns=missing)
             entry.columns.update({name: table.column(name) for name in missing})
@@ -311,7 +312,7 @@ def read_pool() -> ThreadPoolExecutor:
     return _pool(PRELOAD_THREADS)
 
 
-def _wanted(schema: pa.Schema, columns: list[str] | None, exclude: frozenset[str] = frozenset()) -> list[str]:
+def selected_names(schema: pa.Schema, columns: list[str] | None, exclude: frozenset[str] = frozenset()) -> list[str]:
     """The names of ``schema`` that ``columns`` (all when None) asks for, keys always, ``exclude`` never
     (bar the keys)."""
     keys = {STEP_COLUMN, RANK_COLUMN}

@@ -99,10 +99,8 @@ class Run:
 
         if self._combined is not None and view.previous_version == self._combined[0]:
             # a live refresh appended rows: combine only the steps they belong to
-            before = self._combined[1]
-            kept = before[~before[STEP_COLUMN].isin(view.appended_steps).to_numpy()]
-            combined = pd.concat([kept, combine_ranks(view.appended_rows())], ignore_index=True)
-            combined = combined.sort_values(STEP_COLUMN, kind="stable").reset_index(drop=True)
+            again = combine_ranks(view.appended_rows())
+            combined = _with_steps(self._combined[1], view.appended_steps, again).reset_index(drop=True)
         else:
             combined = combine_ranks(steps)
         self._combined = (view.version, combined)
@@ -142,7 +140,7 @@ class Run:
             self._trimmed_current = True
         if self._trimmed is not None and self._trimmed[0] == view.version:
             return self._trimmed[1]
-        order = column_names([path for _, path in scan_table(folder).active])
+        order = column_names(view.paths)
         appended = self._trimmed is not None and view.previous_version == self._trimmed[0]
         rows = view.appended_rows() if appended else view.frame
         combined, redo = combine_ranks_without(rows, view.exclude, order)
@@ -153,9 +151,7 @@ class Run:
             return None
         combined = self._exact(combined, redo)
         if appended:
-            before = self._trimmed[1]
-            kept = before[~before[STEP_COLUMN].isin(view.appended_steps).to_numpy()]
-            combined = pd.concat([kept, combined], ignore_index=True).sort_values(STEP_COLUMN, kind="stable")
+            combined = _with_steps(self._trimmed[1], view.appended_steps, combined)
         combined = in_table_order(combined.reset_index(drop=True), order)
         self._trimmed = (view.version, combined)
         return combined
@@ -166,9 +162,7 @@ class Run:
             return combined
         from entropymon.metrics.stats import combine_ranks
 
-        again = combine_ranks(read_table(self.path, "steps", steps=redo))
-        rest = combined[~combined[STEP_COLUMN].isin(redo).to_numpy()]
-        return pd.concat([rest, again], ignore_index=True).sort_values(STEP_COLUMN, kind="stable")
+        return _with_steps(combined, redo, combine_ranks(read_table(self.path, "steps", steps=redo)))
 
     @property
     def is_live(self) -> bool:
@@ -222,6 +216,12 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
+
+
+def _with_steps(combined: pd.DataFrame, steps: np.ndarray, again: pd.DataFrame) -> pd.DataFrame:
+    """``combined`` with its rows of ``steps`` replaced by ``again`` (rows combined anew), in step order."""
+    rest = combined[~combined[STEP_COLUMN].isin(steps).to_numpy()]
+    return pd.concat([rest, again], ignore_index=True).sort_values(STEP_COLUMN, kind="stable")
 
 
 def _filled_in_every_row(paths: list[Path], names: list[str]) -> set[str]:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from entropymon.log.cache import TABLE_CACHE, Vanished
+from entropymon.log.cache import TABLE_CACHE, Vanished, selected_names
 from entropymon.log.layout import scan_table
 from entropymon.log.resolve import resolve, resolve_frame, stream_frame, tag_segment
 from entropymon.log.schema import RANK_COLUMN, STEP_COLUMN, ChunkName
@@ -72,12 +72,13 @@ def column_names(paths: list[Path]) -> list[str]:
     return list(names)
 
 
-def _tagged(files: list[tuple[ChunkName, Path]], columns: list[str] | None = None) -> tuple[list, list, list]:
-    """(each readable file's ``columns`` tagged with its segment; each file's placement, None when
-    unreadable or unknown; the readable files) through the file cache."""
+def _tagged(files: list[tuple[ChunkName, Path]], columns: list[str] | None = None,
+            exclude: frozenset[str] = frozenset()) -> tuple[list, list, list]:
+    """(each readable file's ``columns`` but ``exclude`` tagged with its segment; each file's
+    placement, None when unreadable or unknown; the readable files) through the file cache."""
     pieces, placements, readable = [], [], []
     for chunk, path in files:
-        data = TABLE_CACHE.read(path, columns)
+        data = TABLE_CACHE.read(path, columns, exclude)
         placements.append(None if data is None else TABLE_CACHE.placement(path))
         if data is not None:
             pieces.append(tag_segment(data, chunk.segment))
@@ -124,6 +125,7 @@ class TableView:
         self._tail: pd.DataFrame | None = None  # ... and the rest, rows appended since the last join
         self.full_reads = 0  # how often the whole table was resolved again (for tests and benchmarks)
         self._names: set[str] = set()  # active files whose rows the frame holds
+        self.paths: list[Path] = []  # ... as the last listing gave them (its order is column_names')
         self._placements: dict[str, tuple[int, int] | None] = {}  # ... their (first row, rows) in the stream
         self._unplaced: set[str] = set()  # ... of them, those without a first_row footer
         self._covered: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (rank, segment) -> stream rows held
@@ -207,7 +209,7 @@ class TableView:
             key = (chunk.rank, chunk.segment)
             self._covered[key] = _add(self._covered.get(key, []), interval)
         TABLE_CACHE.forget(self.folder / name for name in gone)
-        self._names = names
+        self._names, self.paths = names, [path for _, path in files]
         self._placements.update(found)
         self._placements = {name: self._placements[name] for name in names if name in self._placements}
 
@@ -216,7 +218,7 @@ class TableView:
         self.full_reads += 1
         for _ in range(_RETRIES):
             try:
-                frame, clash, placements = self._read_files(files, self._wanted([path for _, path in files]))
+                frame, clash, placements = self._read_files(files)
                 break
             except Vanished:
                 files = scan_table(self.folder).active
@@ -225,6 +227,7 @@ class TableView:
         if frame is None:
             frame = pd.DataFrame({STEP_COLUMN: pd.Series(dtype="int64"), RANK_COLUMN: pd.Series(dtype="int32")})
         self._names, self._unplaced, self._covered, self._placements = set(), set(), {}, {}
+        self.paths = [path for _, path in files]
         for (chunk, path), placement in zip(files, placements):
             self._names.add(path.name)
             self._placements[path.name] = placement
@@ -241,9 +244,8 @@ class TableView:
         self._base, self._tail = frame, None
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _read_files(self, files: list[tuple[ChunkName, Path]],
-                    columns: list[str] | None = None) -> tuple[pd.DataFrame | None, bool, list]:
-        """(the frame of ``columns``, all when None, None without rows; whether column types
+    def _read_files(self, files: list[tuple[ChunkName, Path]]) -> tuple[pd.DataFrame | None, bool, list]:
+        """(the frame of every column but ``exclude``, None without rows; whether column types
         clashed; each file's placement).
 
         A big table (STREAM_MIN_DISK_BYTES of files) is planned from its files' keys, then its files
@@ -254,23 +256,20 @@ class TableView:
             TABLE_CACHE.preload([path for _, path in files], columns=[])  # keys only
             keys, placements, readable = _tagged(files, [])
             schemas = [TABLE_CACHE.schema(path) for _, path in readable]
-            if columns is not None:
-                asked = {*columns, STEP_COLUMN, RANK_COLUMN}
-                schemas = [pa.schema([f for f in schema if f.name in asked]) for schema in schemas]
-            frame = stream_frame(keys, schemas, lambda i: TABLE_CACHE.read_uncached(readable[i][1], columns),
-                                 merge_step_rows=self.merge_step_rows, arrow_lists=True)
+            if self.exclude:
+                schemas = [pa.schema([schema.field(name) for name in selected_names(schema, None, self.exclude)])
+                           for schema in schemas]
+
+            def load(i: int) -> pa.Table | None:
+                return TABLE_CACHE.read_uncached(readable[i][1], exclude=self.exclude)
+
+            frame = stream_frame(keys, schemas, load, merge_step_rows=self.merge_step_rows, arrow_lists=True)
             if frame is not None:
                 return frame, False, placements
-        TABLE_CACHE.preload([path for _, path in files], columns)
-        pieces, placements, _ = _tagged(files, columns)
+        TABLE_CACHE.preload([path for _, path in files], exclude=self.exclude)
+        pieces, placements, _ = _tagged(files, exclude=self.exclude)
         frame, clash = resolve_frame(pieces, merge_step_rows=self.merge_step_rows, arrow_lists=True)
         return frame, clash, placements
-
-    def _wanted(self, paths: list[Path]) -> list[str] | None:
-        """The columns read from ``paths``: all (None), or all their files have but ``exclude``."""
-        if not self.exclude:
-            return None
-        return [name for name in column_names(paths) if name not in self.exclude]
 
     def _still_on_disk(self, placed: dict[tuple[int, int], list[tuple[int, int]]]) -> bool:
         """Whether the stream rows the frame holds are all in files listed now (merges keep them)."""
